@@ -1,0 +1,47 @@
+// The pvbox command line: parses arguments and dispatches to a verb; every PvboxError becomes one line on stderr and a non-zero exit.
+import { parseArgs } from 'node:util';
+import { PvboxError, UsageError } from '../errors.js';
+import { run } from './run.js';
+
+const USAGE = `usage: pvbox <command> [options]
+
+commands:
+  run [--kernel FILE] [--ramdisk FILE] [--extra ARGS] [--memory MiB] [--name NAME] [--trace] [--stats]
+      boot a Xen PV guest and attach its console (Ctrl-] ends the session).
+      Without --kernel, boots the default Debian 12 guest (built on first use).
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [verb, ...rest] = argv;
+  if (!verb || verb === '-h' || verb === '--help' || verb === 'help') { process.stdout.write(USAGE); return verb ? 0 : 1; }
+  switch (verb) {
+    case 'run': {
+      const { values, positionals } = parseArgs({
+        args: rest, allowPositionals: true, strict: true,
+        options: {
+          kernel: { type: 'string' }, ramdisk: { type: 'string' }, extra: { type: 'string' }, memory: { type: 'string' },
+          name: { type: 'string' }, trace: { type: 'boolean' }, stats: { type: 'boolean' },
+        },
+      });
+      if (positionals.length) throw new UsageError(`run: unexpected argument '${positionals[0]}'`);
+      const memory = values.memory === undefined ? 512 : Number(values.memory);
+      if (!Number.isInteger(memory) || memory <= 0 || memory > 1 << 20) throw new UsageError(`--memory '${values.memory}': expected a size in MiB, e.g. 512`);
+      return run({ kernel: values.kernel, ramdisk: values.ramdisk, extra: values.extra, memory, trace: !!values.trace, stats: !!values.stats, name: values.name ?? 'pvbox-guest' });
+    }
+    default:
+      throw new UsageError(`unknown command '${verb}' (try pvbox --help)`);
+  }
+}
+
+export async function cli(argv: string[]): Promise<never> {
+  let code: number;
+  try {
+    code = await main(argv);
+  } catch (e) {
+    if (e instanceof PvboxError) process.stderr.write(`pvbox: ${e.message}\n`);
+    else if (e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) process.stderr.write(`pvbox: ${e.message}\n`);
+    else process.stderr.write(`pvbox: internal error: ${(e as Error).stack ?? e}\n`);
+    code = 1;
+  }
+  process.exit(code);
+}

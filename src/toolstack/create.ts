@@ -1,0 +1,220 @@
+// Creating and running one PV domain in this thread: KVM VM, monitor, builder, Xen core, console and XenStore, then the vCPU loop (libxl_create.c + xl's domain process in one place, for one vCPU).
+import { readFileSync } from 'node:fs';
+import { loadKernelFile } from '../builder/bzimage.js';
+import { type BootLayout, buildPvDomain } from '../builder/xc_dom.js';
+import { ConsoleBackend } from '../backends/console.js';
+import { ImageError } from '../errors.js';
+import { buildCpuidPolicy } from '../hypervisor/cpuid.js';
+import { Domain, type ShutdownReason } from '../hypervisor/domain.js';
+import { Hypervisor } from '../hypervisor/hypercall.js';
+import type { Platform } from '../hypervisor/platform.js';
+import { Vcpu } from '../hypervisor/vcpu.js';
+import { allocateGuestMemory, Kvm, R, SREG, SREGS_cr0, SREGS_cr3, SREGS_cr4, SREGS_efer, SREGS_gdt, SREGS_idt, Vcpu as KvmVcpu, writeSegment } from '../kvm/kvm.js';
+import { GuestMemory } from '../memory/guest-memory.js';
+import { GDT_LIMIT, HV, MONITOR, SEL, VCPU_AREA, hvVirt, planMemory, vcpuAreaOffset } from '../monitor/layout.js';
+import { setupMonitor } from '../monitor/setup.js';
+import { Trace } from '../trace/trace.js';
+import { Kicker } from '../vcpu/kick.js';
+import { type HostInputs, VcpuRunner } from '../vcpu/run-loop.js';
+import { XenStoreRingTransport } from '../xenstore/ring-transport.js';
+import { XenStored } from '../xenstore/xenstored.js';
+
+export interface DomainConfig {
+  name: string;
+  domid: number;
+  kernel: string;
+  ramdisk?: string;
+  cmdline: string;
+  memoryMiB: number;
+  monitorBinary: string;
+  trace: boolean;
+}
+
+export interface DomainIo {
+  console(bytes: Uint8Array): void;
+  log(line: string): void;
+  /** Pull console input typed since the last call (non-blocking). */
+  takeInput(): Uint8Array | undefined;
+  /** Block until input may be available or timeoutMs passes. */
+  waitInput(timeoutMs: number): void;
+}
+
+export interface DomainResult { reason: ShutdownReason; detail?: string; exits: number; trace: Trace; bootMs: number }
+
+const MIN_MEMORY_MIB = 64;
+
+export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<DomainResult> {
+  if (!Number.isInteger(cfg.memoryMiB) || cfg.memoryMiB < MIN_MEMORY_MIB) throw new ImageError(`--memory ${cfg.memoryMiB}: a PV Linux guest needs at least ${MIN_MEMORY_MIB} MiB`);
+  const kernel = await loadKernelFile(cfg.kernel);
+  let ramdisk: Uint8Array | undefined;
+  if (cfg.ramdisk) {
+    try { ramdisk = readFileSync(cfg.ramdisk); } catch (e) { throw new ImageError(`cannot read ramdisk ${cfg.ramdisk}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
+  }
+  const monitorCode = readFileSync(cfg.monitorBinary);
+
+  const kvm = new Kvm();
+  const vm = kvm.createVm();
+  const plan = planMemory(cfg.memoryMiB * 1024 * 1024);
+  const { addr, buffer } = allocateGuestMemory(plan.totalBytes);
+  vm.setUserMemoryRegion(0, 0, plan.totalBytes, addr);
+  const mem = new GuestMemory(buffer);
+  const kv = new KvmVcpu(vm, 0);
+  const cpuid = buildCpuidPolicy(kvm.supportedCpuid(), kv.tscKhz);
+  kv.setCpuid(cpuid);
+  const leafD0 = cpuid.find((e) => e.function === 0xd && e.index === 0);
+  const xcr0Supported = leafD0 ? (BigInt(leafD0.edx >>> 0) << 32n) | BigInt(leafD0.eax >>> 0) : 3n;
+  const hasXsave = (cpuid.find((e) => e.function === 1)?.ecx ?? 0) & (1 << 26);
+
+  const trace = new Trace(cfg.trace, io.log);
+  let result: { reason: ShutdownReason; detail?: string } | undefined;
+  const d = new Domain(cfg.domid, cfg.name, mem, plan, trace, {
+    onShutdown: (reason, detail) => { result = { reason, detail }; },
+    onConsoleIo: (bytes) => io.console(bytes),
+  });
+  const monitor = setupMonitor(mem, plan, monitorCode, 1);
+  const v = new Vcpu(0, kv, mem, plan.hvBase);
+  d.vcpus.push(v);
+  const platform: Platform = {
+    cpuid,
+    readHardwareMsr: (w, msr) => w.kvm.getMsr(msr),
+    fixupGuestCr4: (val) => (val & (0x4n | 0x8n | (hasXsave ? 0x40000n : 0n))) | 0x20n | 0x200n | 0x400n,
+    xcr0Valid: (val) => (val & 1n) === 1n && (val & ~xcr0Supported) === 0n && (!(val & 4n) || (val & 2n) === 2n),
+    readGuestTsc: (w) => w.kvm.getMsr(0x10) ?? 0n,
+  };
+  const hv = new Hypervisor(d, platform, kv.tscKhz);
+  hv.mm.monitorL4 = monitor.l4Entries;
+  v.cr4 = 0x20n | 0x200n | 0x400n | (hasXsave ? 0x40000n : 0n);
+
+  // Ports the toolstack allocates before the build, connected to pvbox's Domain-0 services.
+  let consoleBackend: ConsoleBackend | undefined;
+  let store: XenStoreRingTransport | undefined;
+  const consolePort = hv.evtchn.bindHost(() => consoleBackend?.onGuestNotify());
+  const storePort = hv.evtchn.bindHost(() => store?.onGuestNotify());
+
+  let layout!: BootLayout;
+  layout = buildPvDomain(mem, plan, { kernel, ramdisk, cmdline: cfg.cmdline, consoleEvtchn: consolePort, storeEvtchn: storePort }, (gpa, l) => {
+    const w = (off: number, val: bigint | number) => mem.write64(gpa + off, BigInt(val));
+    mem.fill(gpa, 4096, 0);
+    mem.copyIn(gpa, new TextEncoder().encode('xen-3.0-x86_64'));
+    w(0x20, plan.nrPages);
+    w(0x28, d.sharedInfoGpa);
+    mem.write32(gpa + 0x30, l.ramdiskLen ? 8 /* SIF_MOD_START_PFN */ : 0);
+    w(0x38, l.storePfn);
+    mem.write32(gpa + 0x40, storePort);
+    w(0x48, l.consolePfn);
+    mem.write32(gpa + 0x50, consolePort);
+    w(0x58, kernel.notes.virtBase + BigInt(l.l4Pfn * 4096));
+    w(0x60, l.ptFrames.length - (l.nrP2mFrames - Math.ceil(plan.nrPages * 8 / 4096)));
+    w(0x68, l.p2mVa);
+    w(0x70, l.ramdiskLen ? l.ramdiskPfn : 0);
+    w(0x78, l.ramdiskLen);
+    const cmd = new TextEncoder().encode(cfg.cmdline);
+    if (cmd.length > 1023) throw new ImageError(`kernel command line is ${cmd.length} bytes; Xen allows 1023`);
+    mem.copyIn(gpa + 0x80, cmd);
+    w(0x480, l.firstP2mPfn);
+    w(0x488, l.nrP2mFrames);
+  });
+  void layout;
+
+  // shared_info: every vCPU starts with events masked (xc_dom shared_info_x86_64); time valid before the first instruction.
+  for (let i = 0; i < 32; i++) mem.write8(d.sharedInfoGpa + i * 64 + 1, 1);
+  hv.time.updateVcpuTime(v);
+  hv.time.setWallclock();
+  hv.gnttab.seed(layout.consolePfn, layout.storePfn);
+
+  // The boot L4 is pinned and loaded, as the toolstack and Xen do before the first instruction.
+  let rc = hv.mm.pinBootTable(v, layout.l4Pfn);
+  if (!rc) rc = hv.mm.getPageType(v, layout.l4Pfn, 4);
+  if (rc) throw new ImageError(`boot page tables failed validation (${rc}): pvbox builder bug`);
+  v.guestTable = layout.l4Pfn;
+  v.cr3 = layout.l4Pfn;
+  v.kernelSp = layout.stackTop;
+
+  // XenStore: the daemon seed with the domain introduced and its standard keys (libxl_create.c, xl's layout).
+  const daemon = new XenStored({ log: (l) => trace.warn('xenstored', l) });
+  daemon.introduceDomain(0);
+  daemon.introduceDomain(cfg.domid);
+  const dom0 = daemon.store.connect(0, () => {});
+  const dp = `/local/domain/${cfg.domid}`;
+  const uuid = [...hv.uuid].map((b) => b.toString(16).padStart(2, '0')).join('').replace(/(.{8})(.{4})(.{4})(.{4})(.{12})/, '$1-$2-$3-$4-$5');
+  const writes: [string, string][] = [
+    ['/local/domain/0/name', 'Domain-0'], ['/local/domain/0/domid', '0'],
+    [`${dp}/name`, cfg.name], [`${dp}/domid`, String(cfg.domid)], [`${dp}/vm`, `/vm/${uuid}`],
+    [`${dp}/memory/static-max`, String(cfg.memoryMiB * 1024)], [`${dp}/memory/target`, String(cfg.memoryMiB * 1024)],
+    [`${dp}/cpu/0/availability`, 'online'],
+    [`${dp}/store/port`, String(storePort)], [`${dp}/store/ring-ref`, String(layout.storePfn)],
+    [`${dp}/console/port`, String(consolePort)], [`${dp}/console/ring-ref`, String(layout.consolePfn)],
+    [`${dp}/console/type`, 'xenconsoled'], [`${dp}/console/limit`, '1048576'], [`${dp}/console/tty`, '/dev/pts/0'],
+    [`/vm/${uuid}/name`, cfg.name], [`/vm/${uuid}/uuid`, uuid],
+  ];
+  for (const [p, val] of writes) dom0.write(0, p, val);
+  for (const sub of [dp, `${dp}/device`, `${dp}/control`, `${dp}/data`, `${dp}/drivers`, `${dp}/feature`, `${dp}/attr`, `${dp}/error`]) {
+    dom0.mkdir(0, sub);
+    dom0.setPerms(0, sub, [{ domid: cfg.domid, perm: 'n' }]);
+  }
+  for (const sub of [`${dp}/data`, `${dp}/drivers`, `${dp}/feature`, `${dp}/attr`, `${dp}/error`, `${dp}/control/shutdown`]) {
+    dom0.write(0, sub, '');
+    dom0.setPerms(0, sub, [{ domid: cfg.domid, perm: 'n' }]);
+  }
+  for (const key of ['platform-feature-multiprocessor-suspend', 'platform-feature-xs_reset_watches']) dom0.write(0, `${dp}/control/${key}`, '1');
+  for (const ro of [`${dp}/name`, `${dp}/domid`, `${dp}/memory/target`, `${dp}/cpu/0/availability`, `${dp}/console/port`, `${dp}/console/ring-ref`, `${dp}/store/port`, `${dp}/store/ring-ref`]) {
+    dom0.setPerms(0, ro, [{ domid: 0, perm: 'n' }, { domid: cfg.domid, perm: 'r' }]);
+  }
+
+  store = new XenStoreRingTransport(daemon, cfg.domid, mem.bytes(layout.storePfn * 4096, 4096), () => hv.evtchn.setPending(storePort), (l) => trace.warn('xs-ring', l));
+  consoleBackend = new ConsoleBackend(mem.bytes(layout.consolePfn * 4096, 4096), (b) => io.console(b), () => hv.evtchn.setPending(consolePort), (l) => trace.warn('console', l));
+
+  // vCPU state: enter in ring 0 at `resume`, which IRETQs to the guest's entry point at CPL3.
+  const sregs = kv.getSregs();
+  const dv = new DataView(sregs.buffer, sregs.byteOffset, sregs.byteLength);
+  const code64 = { base: 0n, limit: 0xffffffff, selector: SEL.HYPERVISOR_CS, type: 11, present: 1, dpl: 0, db: 0, s: 1, l: 1, g: 1 };
+  const data = { base: 0n, limit: 0xffffffff, selector: SEL.HYPERVISOR_DS, type: 3, present: 1, dpl: 0, db: 1, s: 1, l: 0, g: 1 };
+  const nul = { base: 0n, limit: 0, selector: 0, type: 0, present: 0, dpl: 0, db: 0, s: 0, l: 0, g: 0, unusable: 1 };
+  writeSegment(dv, SREG.cs, code64); writeSegment(dv, SREG.ss, data);
+  for (const s of [SREG.ds, SREG.es, SREG.fs, SREG.gs]) writeSegment(dv, s, nul);
+  writeSegment(dv, SREG.ldt, nul);
+  const area = vcpuAreaOffset(0);
+  writeSegment(dv, SREG.tr, { base: hvVirt(area + VCPU_AREA.tss), limit: 0x67, selector: SEL.TSS, type: 11, present: 1, dpl: 0, db: 0, s: 0, l: 0, g: 0 });
+  dv.setBigUint64(SREGS_gdt, hvVirt(area + VCPU_AREA.gdt), true); dv.setUint16(SREGS_gdt + 8, GDT_LIMIT, true);
+  dv.setBigUint64(SREGS_idt, hvVirt(HV.idt), true); dv.setUint16(SREGS_idt + 8, 0xfff, true);
+  dv.setBigUint64(SREGS_cr0, 0x80050033n, true);
+  dv.setBigUint64(SREGS_cr3, BigInt(layout.l4Pfn) << 12n, true);
+  dv.setBigUint64(SREGS_cr4, 0x20n | 0x200n | 0x400n | (hasXsave ? 0x40000n : 0n), true);
+  dv.setBigUint64(SREGS_efer, 0xd01n, true);
+  kv.setSregs(sregs);
+  const MSR_STAR = 0xc0000081, MSR_LSTAR = 0xc0000082, MSR_CSTAR = 0xc0000083, MSR_SFMASK = 0xc0000084;
+  kv.setMsrs([
+    [MSR_STAR, (BigInt(SEL.FLAT_RING3_CS32) << 48n) | (BigInt(SEL.HYPERVISOR_CS) << 32n)],
+    [MSR_LSTAR, hvVirt(HV.monitorCode + MONITOR.lstar)],
+    [MSR_CSTAR, hvVirt(HV.monitorCode + MONITOR.cstar)],
+    [MSR_SFMASK, 0x47700n], // Xen's XEN_SYSCALL_MASK: TF IF DF NT RF VM AC (and IOPL)
+    [0x277, 0x0000050100070406n], // PAT as Xen programs it
+    [0xc0000100, 0n], [0xc0000101, 0n], [0xc0000102, 0n],
+  ]);
+  const regs = new Array<bigint>(18).fill(0n);
+  regs[R.rsi] = layout.startInfoVa;
+  regs[R.rflags] = 2n;
+  kv.setRegs(regs);
+  v.frame = { rip: layout.entry, cs: SEL.FLAT_RING3_CS64, rflags: 0x202n, rsp: layout.stackTop, ss: SEL.FLAT_RING3_DS };
+
+  const kicker = new Kicker(kv);
+  hv.evtchn.wake = () => {};
+  const host: HostInputs = {
+    poll: () => {
+      const input = io.takeInput();
+      if (!input) return false;
+      consoleBackend?.input(input);
+      return true;
+    },
+    wait: (ms) => io.waitInput(ms),
+  };
+  const runner = new VcpuRunner(hv, v, kicker, host);
+  const t0 = Date.now();
+  try {
+    runner.run();
+  } catch (e) {
+    d.crash(`pvbox internal error: ${(e as Error).stack ?? e}`);
+  }
+  const r = result ?? { reason: 'crash' as const, detail: 'run loop ended without a shutdown' };
+  return { reason: r.reason, detail: r.detail, exits: runner.exits, trace, bootMs: Date.now() - t0 };
+}

@@ -1,0 +1,246 @@
+// The vCPU run loop: KVM_RUN, one switch on the exit, the monitor's exit protocol decoded into a hypercall or a trap, then resume (kvmtool kvm-cpu.c; Xen x86_64/entry.S for what happens on each path).
+import { EXIT_REASON_NAMES, KVM_EXIT_INTR, KVM_EXIT_IO, R, REG_NAMES, RUN_io } from '../kvm/kvm.js';
+import { HV_VIRT_START, PORT_CONTINUE, PORT_SYSCALL, PORT_SYSCALL32, PORT_SYSENTER, PORT_TRAP } from '../monitor/layout.js';
+import { RUNSTATE_blocked, RUNSTATE_running } from '../abi/vcpu.js';
+import { VIRQ_TIMER } from '../abi/xen.js';
+import { emulateForcedInvalidOp, emulatePrivilegedOp } from '../hypervisor/emulate.js';
+import type { Hypervisor } from '../hypervisor/hypercall.js';
+import type { BlockRequest } from '../hypervisor/sched.js';
+import {
+  createBounceFrame, deliverPendingEvents, do_iret, FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_USER_CS32, injectTrap, TRAP_NAMES, upcallMask, upcallPending,
+} from '../hypervisor/traps.js';
+import { type Vcpu, X86_EFLAGS_DF, X86_EFLAGS_IF, X86_EFLAGS_IOPL, X86_EFLAGS_MBS } from '../hypervisor/vcpu.js';
+import { hex } from '../trace/trace.js';
+import type { Kicker } from './kick.js';
+
+export interface HostInputs {
+  /** Called on every exit and wake-up: deliver host-side work (console input…). Returns true if it did something. */
+  poll(): boolean;
+  /** Sleep until host work arrives or `timeoutMs` passes. */
+  wait(timeoutMs: number): void;
+}
+
+const HYPERCALL_IRET = 23;
+
+export class VcpuRunner {
+  private readonly d;
+  private blocked: BlockRequest | undefined;
+  exits = 0;
+
+  constructor(readonly hv: Hypervisor, readonly v: Vcpu, readonly kicker: Kicker, readonly host: HostInputs) { this.d = hv.d; }
+
+  /** Run until the domain shuts down. */
+  run(): void {
+    const d = this.d, v = this.v, kvm = v.kvm, trace = d.trace;
+    v.prepareResume();
+    while (!d.shutdownReason) {
+      if (this.blocked) { this.waitBlocked(); continue; }
+      this.kicker.arm(this.nextDeadlineMono());
+      const reason = kvm.runOnce();
+      this.exits++;
+      if (reason === KVM_EXIT_INTR) {
+        trace.count(trace.counters.exits, 'INTR');
+        this.kicker.consume();
+        this.onInterrupt();
+        continue;
+      }
+      if (reason !== KVM_EXIT_IO) { this.fatalExit(reason); return; }
+      const port = kvm.runView.getUint16(RUN_io + 2, true);
+      switch (port) {
+        case PORT_SYSCALL: trace.count(trace.counters.exits, v.kernelMode ? 'hypercall' : 'syscall'); this.onSyscall(false); break;
+        case PORT_SYSCALL32: trace.count(trace.counters.exits, 'syscall32'); this.onSyscall(true); break;
+        case PORT_TRAP: this.onTrap(); break;
+        case PORT_SYSENTER: trace.count(trace.counters.exits, 'sysenter'); this.frameFromSyscall(); injectTrap(d, v, 13, 0n); break;
+        case PORT_CONTINUE: d.crash('unexpected monitor continuation exit'); return;
+        default: this.fatalExit(reason, `port ${hex(port)}`); return;
+      }
+      if (d.shutdownReason) break;
+      this.afterExit();
+    }
+  }
+
+  /** Timers, host work and event delivery, then resume through the monitor. */
+  private afterExit(): void {
+    const d = this.d, v = this.v;
+    this.runTimers();
+    this.host.poll();
+    if (this.blocked) return;
+    deliverPendingEvents(d, v);
+    v.prepareResume();
+  }
+
+  private onInterrupt(): void {
+    const v = this.v, kvm = v.kvm;
+    const csSel = kvm.runView.getUint16(0x1c0 + 12, true);
+    const fired = this.runTimers();
+    const hostWork = this.host.poll();
+    // In the monitor (CPL0: a stub before its OUT, or `resume`): let it finish; events go in at its exit.
+    if ((csSel & 3) === 0) { kvm.markDirty(0); return; }
+    if (!fired && !hostWork) { kvm.markDirty(0); return; }
+    if (!upcallPending(this.d, v) || upcallMask(this.d, v)) { kvm.markDirty(0); return; }
+    // The guest was running at CPL3: take its frame from the registers and bounce the upcall.
+    const ssSel = kvm.runView.getUint16(0x1c0 + 0x78 + 12, true);
+    v.frame = { rip: v.regs[R.rip]!, cs: csSel, rflags: v.regs[R.rflags]!, rsp: v.regs[R.rsp]!, ss: ssSel };
+    v.needRing0Entry = true;
+    deliverPendingEvents(this.d, v);
+    v.prepareResume();
+  }
+
+  private frameFromSyscall(compat = false): void {
+    const v = this.v;
+    v.frame = { rip: v.regs[R.rcx]!, cs: compat ? FLAT_USER_CS32 : FLAT_KERNEL_CS, rflags: v.regs[R.r11]!, rsp: v.regs[R.rsp]!, ss: FLAT_KERNEL_SS };
+  }
+
+  private onSyscall(compat: boolean): void {
+    const d = this.d, v = this.v;
+    this.frameFromSyscall(compat);
+    if (v.kernelMode && !compat) {
+      const nr = Number(v.regs[R.rax]! & 0xffffffffn);
+      if (nr === HYPERCALL_IRET) {
+        d.trace.count(d.trace.counters.hypercalls, 'iret');
+        if (d.trace.enabled) d.trace.log(`hypercall iret(rsp=${hex(v.frame.rsp)})`);
+        do_iret(d, v);
+        return;
+      }
+      const r = this.hv.call(v, nr, [v.regs[R.rdi]!, v.regs[R.rsi]!, v.regs[R.rdx]!, v.regs[R.r10]!, v.regs[R.r8]!]);
+      // Return as Xen's SYSRET does: RFLAGS from R11 with IF on and IOPL clear.
+      v.frame.rflags = (v.frame.rflags & ~X86_EFLAGS_IOPL) | X86_EFLAGS_IF | X86_EFLAGS_MBS;
+      if (typeof r === 'object') { v.regs[R.rax] = 0n; this.blocked = r; this.enterBlocked(); return; }
+      v.regs[R.rax] = BigInt.asUintN(64, BigInt(r));
+      return;
+    }
+    // A user-mode system call: bounce to the registered syscall callback (switch_to_kernel).
+    const cb = compat ? v.syscall32Callback : v.syscallCallback;
+    if (!cb) { v.frame.rip -= 2n; injectTrap(d, v, 6); return; }
+    if (createBounceFrame(d, v, cb, undefined, compat ? v.syscall32MaskEvents : v.syscallMaskEvents)) v.frame.rflags &= ~X86_EFLAGS_DF;
+  }
+
+  private onTrap(): void {
+    const d = this.d, v = this.v, mem = d.mem;
+    const sp = v.regs[R.rsp]!;
+    const gpa = d.plan.hvBase + Number(sp - HV_VIRT_START);
+    const vec = Number(mem.read64(gpa)), ec = mem.read64(gpa + 8);
+    const rip = mem.read64(gpa + 16), cs = Number(mem.read64(gpa + 24) & 0xffffn), rflags = mem.read64(gpa + 32);
+    const rsp = mem.read64(gpa + 40), ss = Number(mem.read64(gpa + 48) & 0xffffn);
+    d.trace.count(d.trace.counters.exits, 'trap');
+    d.trace.count(d.trace.counters.traps, TRAP_NAMES[vec] ?? `vector ${vec}`);
+    if ((cs & 3) === 0) {
+      d.crash(`fault in the monitor: ${TRAP_NAMES[vec] ?? vec} ec=${hex(ec)} at ${hex(rip)} (cr2 ${hex(v.kvm.runView.getBigUint64(0x1c0 + 0xe8, true))}); resuming to ${hex(v.frame.rip)}`);
+      return;
+    }
+    v.frame = { rip, cs, rflags, rsp, ss };
+    if (d.trace.enabled) d.trace.log(`trap ${TRAP_NAMES[vec] ?? vec} ec=${hex(ec)} rip=${hex(rip)} ${v.kernelMode ? 'kernel' : 'user'}`);
+    switch (vec) {
+      case 14: {
+        const cr2 = v.kvm.runView.getBigUint64(0x1c0 + 0xe8, true);
+        if (v.kernelMode) {
+          if (this.hv.mm.ptwrFault(v, cr2, ec)) return;
+          if ((ec & 1n) && this.hv.mm.fixupUserBits(v, cr2)) return;
+        }
+        v.cr2 = cr2;
+        // Hardware always reports U=1 at CPL3: report the guest's own mode instead.
+        injectTrap(d, v, 14, (ec & ~4n) | (v.kernelMode ? 0n : 4n));
+        return;
+      }
+      case 13: {
+        if (ec === 0n) {
+          const r = emulatePrivilegedOp(d, v, this.hv.platform);
+          if (r === 'done') return;
+          if (r === 'unhandled') d.trace.warn('gp_unhandled', `#GP at ${hex(rip)} in ${v.kernelMode ? 'kernel' : 'user'} mode: instruction not emulated`);
+          injectTrap(d, v, 13, 0n);
+          return;
+        }
+        if ((ec & 3n) === 2n) {
+          // Software INT n blocked by the IDT's DPL: allowed if the guest's trap table permits (permit_softint).
+          const n = Number(ec >> 3n);
+          const ti = v.trapCtxt[n];
+          if (ti && (ti.flags & 3) >= (v.kernelMode ? 1 : 3)) {
+            v.frame.rip += 2n;
+            createBounceFrame(d, v, ti.address, undefined, (ti.flags & 4) !== 0);
+            return;
+          }
+        }
+        injectTrap(d, v, 13, ec);
+        return;
+      }
+      case 6:
+        if (emulateForcedInvalidOp(d, v, this.hv.platform)) return;
+        injectTrap(d, v, 6);
+        return;
+      case 0x80: {
+        const ti = v.trapCtxt[0x80];
+        if (!ti) { v.frame.rip -= 2n; injectTrap(d, v, 13, BigInt((0x80 << 3) | 2)); return; }
+        createBounceFrame(d, v, ti.address, undefined, (ti.flags & 4) !== 0);
+        return;
+      }
+      default:
+        injectTrap(d, v, vec, ec);
+    }
+  }
+
+  // ---- timers and blocking ----
+
+  /** Fire due timers; returns true if any fired. */
+  private runTimers(): boolean {
+    const v = this.v, now = this.hv.time.systemTime();
+    let fired = false;
+    if (v.singleshotDeadline !== undefined && v.singleshotDeadline <= now) { v.singleshotDeadline = undefined; fired = true; }
+    if (v.periodicPeriod && v.periodicNext <= now) {
+      v.periodicNext = v.periodicNext === 0n ? now + v.periodicPeriod : v.periodicNext + v.periodicPeriod;
+      if (v.periodicNext <= now) v.periodicNext = now + v.periodicPeriod;
+      fired = true;
+    }
+    if (fired) {
+      this.hv.time.updateVcpuTime(v);
+      this.hv.evtchn.sendVirq(VIRQ_TIMER, v.id);
+    }
+    return fired;
+  }
+
+  private nextDeadline(): bigint | undefined {
+    const v = this.v;
+    let dl = v.singleshotDeadline;
+    if (v.periodicPeriod && v.periodicNext && (dl === undefined || v.periodicNext < dl)) dl = v.periodicNext;
+    if (this.blocked?.deadline !== undefined && (dl === undefined || this.blocked.deadline < dl)) dl = this.blocked.deadline;
+    return dl;
+  }
+  private nextDeadlineMono(): bigint {
+    const dl = this.nextDeadline();
+    return dl === undefined ? 0n : this.hv.time.bootNs + (dl > 0n ? dl : 1n);
+  }
+
+  private enterBlocked(): void {
+    this.hv.time.setRunstate(this.v, RUNSTATE_blocked);
+  }
+
+  private wakeCondition(): boolean {
+    const b = this.blocked!;
+    if (b.kind === 'block') return upcallPending(this.d, this.v) !== 0;
+    if (b.ports!.some((p) => this.hv.evtchn.isPending(p))) return true;
+    return b.deadline !== undefined && this.hv.time.systemTime() >= b.deadline;
+  }
+
+  private waitBlocked(): void {
+    const d = this.d, v = this.v;
+    this.runTimers();
+    this.host.poll();
+    if (d.shutdownReason) return;
+    if (!this.wakeCondition()) {
+      const dl = this.nextDeadline();
+      const ms = dl === undefined ? 1000 : Math.max(0, Number(dl - this.hv.time.systemTime()) / 1e6);
+      this.host.wait(Math.min(ms, 1000));
+      return;
+    }
+    this.blocked = undefined;
+    this.hv.time.setRunstate(v, RUNSTATE_running);
+    this.hv.time.updateVcpuTime(v);
+    deliverPendingEvents(d, v);
+    v.prepareResume();
+  }
+
+  private fatalExit(reason: number, extra = ''): void {
+    const v = this.v;
+    const regs = REG_NAMES.map((n, i) => `${n}=${hex(v.regs[i]!)}`).join(' ');
+    this.d.crash(`KVM exit ${EXIT_REASON_NAMES[reason] ?? reason}${extra ? ` (${extra})` : ''}: ${regs} cr2=${hex(v.kvm.runView.getBigUint64(0x1c0 + 0xe8, true))}`);
+  }
+}

@@ -1,0 +1,62 @@
+// The domain's thread: runs toolstack/create.ts runDomain() off the main event loop, so KVM_RUN can block (design.md "KVM layer").
+import { writeSync } from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { PvboxError } from '../errors.js';
+import { formatCounters } from '../trace/trace.js';
+import { type DomainConfig, runDomain } from '../toolstack/create.js';
+
+export interface WorkerInit {
+  config: DomainConfig;
+  /** Int32[0]: wake flag; Int32[1]: write index; Int32[2]: read index; bytes from offset 16 (ring of INPUT_RING bytes). */
+  input: SharedArrayBuffer;
+  readyMarker: string;
+}
+export const INPUT_RING = 64 * 1024;
+
+const init = workerData as WorkerInit;
+const ctl = new Int32Array(init.input, 0, 4);
+const ring = new Uint8Array(init.input, 16, INPUT_RING);
+const marker = new TextEncoder().encode(init.readyMarker);
+let matched = 0;
+let readyAtMs: number | undefined;
+const startMs = Date.now();
+
+function watchReady(bytes: Uint8Array): void {
+  if (readyAtMs !== undefined) return;
+  for (const b of bytes) {
+    matched = b === marker[matched] ? matched + 1 : b === marker[0] ? 1 : 0;
+    if (matched === marker.length) { readyAtMs = Date.now() - startMs; parentPort!.postMessage({ type: 'ready', ms: readyAtMs }); return; }
+  }
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  let off = 0;
+  while (off < bytes.length) {
+    try { off += writeSync(fd, bytes, off); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'EAGAIN') continue; return; }
+  }
+}
+
+try {
+  const result = await runDomain(init.config, {
+    console: (bytes) => { watchReady(bytes); writeAll(1, bytes); },
+    log: (line) => writeAll(2, new TextEncoder().encode(`${line}\n`)),
+    takeInput: () => {
+      const w = Atomics.load(ctl, 1), r = Atomics.load(ctl, 2);
+      if (w === r) return undefined;
+      const n = (w - r + INPUT_RING) % INPUT_RING;
+      const out = new Uint8Array(n);
+      for (let i = 0; i < n; i++) out[i] = ring[(r + i) % INPUT_RING]!;
+      Atomics.store(ctl, 2, w);
+      return out;
+    },
+    waitInput: (ms) => {
+      if (Atomics.load(ctl, 1) !== Atomics.load(ctl, 2)) return;
+      Atomics.wait(ctl, 0, 0, ms);
+      Atomics.store(ctl, 0, 0);
+    },
+  });
+  parentPort!.postMessage({ type: 'exit', reason: result.reason, detail: result.detail, exits: result.exits, counters: formatCounters(result.trace.counters), readyMs: readyAtMs });
+} catch (e) {
+  if (e instanceof PvboxError) parentPort!.postMessage({ type: 'error', message: e.message });
+  else parentPort!.postMessage({ type: 'error', message: `internal error: ${(e as Error).stack ?? e}` });
+}

@@ -1,0 +1,43 @@
+// XenStore over a guest's shared ring page (xenstore_domain_interface) and event channel: feeds a XenStored connection (tools/xenstored/domain.c readchn/writechn).
+import { ByteRing, isRingBroken, XENSTORE_RING_LAYOUT } from '../ring/byte-ring.js';
+import type { Connection, XenStored } from './xenstored.js';
+
+export class XenStoreRingTransport {
+  private readonly ring: ByteRing;
+  private readonly conn: Connection;
+  private out: Uint8Array[] = [];
+  private stopped = false;
+  constructor(daemon: XenStored, domid: number, page: Uint8Array, private readonly notify: () => void, private readonly log: (l: string) => void) {
+    this.ring = new ByteRing(page, XENSTORE_RING_LAYOUT);
+    this.conn = daemon.connect(domid, (bytes) => { this.out.push(bytes); this.flush(); }, {
+      onError: (e) => { this.log(`xenstore: domain ${domid} ring: ${e}; stopped serving it`); this.stopped = true; },
+    });
+  }
+
+  /** The guest notified the store port: consume requests, answer, push pending replies and events. */
+  onGuestNotify(): void {
+    if (this.stopped) return;
+    for (;;) {
+      const req = this.ring.backRead();
+      if (isRingBroken(req)) { this.log('xenstore: ring indices out of range; stopped serving this domain'); this.stopped = true; return; }
+      if (req.length === 0) break;
+      this.conn.receive(req);
+      // Reading freed space: the guest may be waiting to write more.
+      this.notify();
+    }
+    this.flush();
+  }
+
+  private flush(): void {
+    let sent = false;
+    while (this.out.length && !this.stopped) {
+      const b = this.out[0]!;
+      const n = this.ring.backWrite(b);
+      if (isRingBroken(n)) { this.stopped = true; return; }
+      if (n > 0) sent = true;
+      if (n < b.length) { this.out[0] = b.subarray(n); break; }
+      this.out.shift();
+    }
+    if (sent) this.notify();
+  }
+}

@@ -1,0 +1,154 @@
+// Assembles the default guest initramfs: busybox, the kernel's Xen frontend modules, /init; newc cpio + gzip.
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { CpioWriter } from './cpio.js';
+import { run } from './deb.js';
+import { depmodFiles, selectModules, type ModuleSelection } from './kmod.js';
+
+/** Frontend drivers a Xen PV guest needs (loaded by modalias at boot; built-ins are skipped). */
+export const XEN_FRONTEND_MODULES = ['xen-blkfront', 'xen-netfront', 'xen-fbfront', 'xen-kbdfront', 'xenfs', 'xen-privcmd'] as const;
+/** Further small modules worth having in a PV guest: event channel / grant devices and a filesystem for disks. */
+export const EXTRA_MODULES = ['xen-evtchn', 'xen-gntdev', 'xen-gntalloc', 'ext4'] as const;
+
+/** Console the readiness line and the shell use; cttyhack resolves /dev/console to the active tty (hvc0 under pvbox). */
+export const READY_PREFIX = 'PVBOX-READY';
+
+export const INIT_SCRIPT = `#!/bin/busybox sh
+# /init of the pvbox default guest initramfs (written by pvbox's src/images/initramfs.ts).
+export PATH=/sbin:/bin HOME=/root TERM=linux
+umask 022
+mount -t proc -o nosuid,nodev,noexec proc /proc
+mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev || mdev -s
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o nosuid,noexec,mode=0620,ptmxmode=0666 devpts /dev/pts
+mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
+mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+hostname pvbox
+ip link set lo up 2>/dev/null
+
+# Xen: xenfs on /proc/xen, then frontend drivers by modalias. xenbus devices
+# can appear asynchronously, so look again after a short moment (and keep
+# looking, briefly, while new ones show up).
+if [ -d /sys/bus/xen ]; then
+    modprobe -q xenfs 2>/dev/null
+    [ -d /proc/xen ] && mount -t xenfs xenfs /proc/xen 2>/dev/null
+    xen_load() {
+        n=0
+        for d in /sys/bus/xen/devices/*; do
+            [ -r "$d/modalias" ] || continue
+            n=$((n + 1))
+            [ -e "$d/driver" ] || modprobe -q "$(cat "$d/modalias")" 2>/dev/null
+        done
+    }
+    xen_load
+    i=0
+    while [ $i -lt 10 ]; do
+        prev=$n
+        sleep 0.1
+        xen_load
+        [ "$n" -eq "$prev" ] && break
+        i=$((i + 1))
+    done
+    # Give bound disks up to 2 s to connect to their backend and show up.
+    for d in /sys/bus/xen/devices/vbd-*; do
+        [ -e "$d/driver" ] || continue
+        i=0
+        while [ ! -d "$d/block" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
+    done
+fi
+
+read up idle < /proc/uptime
+echo "${READY_PREFIX} $up"
+
+# Interactive shell on the console (cttyhack finds the real tty, e.g. hvc0,
+# so job control and ^C work). When it exits, the guest powers off.
+cd /root
+export PS1='# '
+setsid cttyhack sh
+sync
+poweroff -f
+`;
+
+const PASSWD = 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n';
+const GROUP = 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n';
+const HOSTS = '127.0.0.1\tlocalhost pvbox\n::1\tlocalhost\n';
+
+/** Applet install paths from `busybox --list-full` (usr/ folded into /bin and /sbin). */
+export async function busyboxApplets(busybox: string): Promise<string[]> {
+  let lines: string[];
+  try {
+    lines = (await run(busybox, ['--list-full'])).stdout.split('\n');
+  } catch {
+    lines = (await run(busybox, ['--list'])).stdout.split('\n').map((n) => `bin/${n}`);
+  }
+  const out = new Set<string>();
+  for (let l of lines) {
+    l = l.trim().replace(/^\/+/, '').replace(/^usr\//, '');
+    const m = /^(bin|sbin)\/([^/]+)$/.exec(l);
+    if (!m || m[2] === 'busybox') continue;
+    out.add(l);
+  }
+  return [...out].sort();
+}
+
+export interface InitramfsBuild {
+  /** gzip-compressed newc cpio. */
+  gz: Buffer;
+  /** Uncompressed size, for reporting. */
+  cpioBytes: number;
+  modules: ModuleSelection;
+}
+
+/**
+ * Builds the initramfs from an extracted kernel package's module tree
+ * (`modulesDir` = .../lib/modules/<kver>) and a static busybox binary.
+ */
+export async function buildInitramfs(opts: { modulesDir: string; kernelVersion: string; busybox: string; wanted?: readonly string[] }): Promise<InitramfsBuild> {
+  const kver = opts.kernelVersion;
+  const modDir = opts.modulesDir;
+  const sel = await selectModules(modDir, opts.wanted ?? [...XEN_FRONTEND_MODULES, ...EXTRA_MODULES]);
+  const w = new CpioWriter(0);
+
+  for (const d of ['bin', 'sbin', 'etc', 'proc', 'sys', 'dev', 'run', 'mnt', 'var', 'lib', 'usr']) w.addDirectory(d, 0o755);
+  w.addDirectory('root', 0o700);
+  w.addDirectory('tmp', 0o1777);
+  w.addSymlink('usr/bin', '../bin');
+  w.addSymlink('usr/sbin', '../sbin');
+  w.addSymlink('var/run', '../run');
+  w.addCharDevice('dev/console', 5, 1, 0o600);
+  w.addCharDevice('dev/hvc0', 229, 0, 0o620);
+  w.addCharDevice('dev/null', 1, 3, 0o666);
+
+  w.addFile('bin/busybox', await readFile(opts.busybox), 0o755);
+  for (const applet of await busyboxApplets(opts.busybox)) w.addSymlink(applet, '/bin/busybox');
+  w.addFile('init', INIT_SCRIPT, 0o755);
+  w.addFile('etc/passwd', PASSWD, 0o644);
+  w.addFile('etc/group', GROUP, 0o644);
+  w.addFile('etc/hosts', HOSTS, 0o644);
+
+  const base = `lib/modules/${kver}`;
+  w.addDirectory(base, 0o755);
+  for (const m of sel.modules) w.addFile(`${base}/${m.path}`, m.image, 0o644);
+  const files = depmodFiles(sel);
+  w.addFile(`${base}/modules.dep`, files.dep);
+  w.addFile(`${base}/modules.alias`, files.alias);
+  w.addFile(`${base}/modules.softdep`, files.softdep);
+  for (const f of ['modules.builtin', 'modules.builtin.modinfo', 'modules.order']) {
+    const data = await readFile(join(modDir, f)).catch(() => undefined);
+    if (!data) continue;
+    if (f === 'modules.order') {
+      // Only the modules we ship, in the kernel's order.
+      const keep = new Set(sel.modules.map((m) => m.path));
+      const lines = data.toString('utf8').split('\n').map((l) => l.trim().replace(/\.ko\.(xz|gz|zst)$/, '.ko'));
+      w.addFile(`${base}/${f}`, lines.filter((l) => keep.has(l)).map((l) => l + '\n').join(''));
+    } else {
+      w.addFile(`${base}/${f}`, data);
+    }
+  }
+  const cpio = w.finish();
+  return { gz: gzipSync(cpio), cpioBytes: cpio.length, modules: sel };
+}

@@ -5,7 +5,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { PvboxError, UsageError } from '../errors.js';
 import type { ShutdownReason } from '../hypervisor/domain.js';
 import { ensureMonitorBinary } from '../monitor/image.js';
-import { INPUT_RING, type WorkerInit } from '../vcpu/worker.js';
+import { INPUT_RING, type WorkerInit } from '../vcpu/worker-protocol.js';
 
 export interface RunOptions { kernel?: string; ramdisk?: string; extra?: string; memory: number; trace: boolean; stats: boolean; name: string }
 
@@ -35,12 +35,7 @@ export async function run(opts: RunOptions): Promise<number> {
     },
     input, readyMarker: READY_MARKER,
   };
-  const tsx = import.meta.resolve('tsx');
-  const worker = new Worker(fileURLToPath(new URL('../vcpu/worker.ts', import.meta.url)), {
-    workerData: init,
-    execArgv: ['--import', tsx],
-    stdout: false, stderr: false,
-  });
+  const worker = new Worker(fileURLToPath(new URL('../vcpu/worker-entry.mjs', import.meta.url)), { workerData: init });
   const stdin = process.stdin;
   const tty = stdin.isTTY;
   let detached = false;

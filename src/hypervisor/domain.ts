@@ -3,6 +3,7 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import { GuestVirt } from '../memory/guest-virt.js';
 import { HV, type MemoryPlan } from '../monitor/layout.js';
 import type { Trace } from '../trace/trace.js';
+import { Pit } from './i8254.js';
 import type { Vcpu } from './vcpu.js';
 
 export type ShutdownReason = 'poweroff' | 'reboot' | 'suspend' | 'crash' | 'watchdog' | 'soft_reset';
@@ -24,6 +25,8 @@ export class Domain {
   readonly sharedInfoMfn: number;
   /** Pages ballooned out (XENMEM_decrease_reservation) and not yet repopulated. */
   readonly releasedFrames = new Set<number>();
+  /** The emulated PIT channel 2 (pv_pit_handler). */
+  readonly pit = new Pit();
 
   constructor(
     readonly domid: number,

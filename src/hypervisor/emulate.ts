@@ -7,6 +7,7 @@ import { cpuidLookup } from './cpuid.js';
 import type { Domain } from './domain.js';
 import type { Platform } from './platform.js';
 import { do_fpu_taskswitch, MSR_FS_BASE, MSR_GS_BASE, MSR_SHADOW_GS_BASE } from './traps.js';
+import type { Mm } from './mm.js';
 import type { Vcpu } from './vcpu.js';
 import { decode, X86_REG_TO_KVM } from './x86_decode.js';
 
@@ -86,7 +87,7 @@ export function writeMsr(d: Domain, v: Vcpu, msr: number, val: bigint): boolean 
 export type EmulateResult = 'done' | 'gp' | 'unhandled';
 
 /** A #GP with error code 0 at CPL3: emulate the privileged instruction at RIP (pv_emulate_privileged_op). */
-export function emulatePrivilegedOp(d: Domain, v: Vcpu, p: Platform): EmulateResult {
+export function emulatePrivilegedOp(d: Domain, v: Vcpu, p: Platform, mm: Mm): EmulateResult {
   const bytes = fetch(d, v, 15);
   if (!bytes) return 'unhandled';
   const ins = decode(bytes);
@@ -128,6 +129,10 @@ export function emulatePrivilegedOp(d: Domain, v: Vcpu, p: Platform): EmulateRes
       }
       case 0x22: { // mov to crN
         const cr = ins.reg, val = regGet(v, ins.rm);
+        if (d.trace.enabled) {
+          let st = ''; try { const gv = d.guestVirt(v); st = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => hex(gv.read64(v.frame.rsp + BigInt(i * 8)))).join(' '); } catch { /* unmapped */ }
+          d.trace.log(`  mov cr${cr} <- ${hex(val)} (stack ${st})`);
+        }
         if (cr === 0) {
           if ((val ^ (CR0_BASE | (v.cr0Ts ? 8n : 0n))) & ~8n) { d.trace.warn('cr0', `guest tried to change CR0 to ${hex(val)}: only TS may change`); return 'gp'; }
           do_fpu_taskswitch(v, val & 8n);
@@ -135,6 +140,7 @@ export function emulatePrivilegedOp(d: Domain, v: Vcpu, p: Platform): EmulateRes
         }
         if (cr === 2) { v.cr2 = val; return next(); }
         if (cr === 4) { v.cr4 = p.fixupGuestCr4(val); return next(); }
+        if (cr === 3) return mm.newBaseptr(v, Number((val & 0x000ffffffffff000n) >> 12n)) === 0 ? next() : 'gp'; // new_guest_cr3
         return 'gp';
       }
       case 0x01:
@@ -156,11 +162,16 @@ export function emulatePrivilegedOp(d: Domain, v: Vcpu, p: Platform): EmulateRes
   if (b === 0xe4 || b === 0xe5 || b === 0xec || b === 0xed || b === 0xe6 || b === 0xe7 || b === 0xee || b === 0xef) {
     if (!ioOk) return 'gp';
     const isIn = b === 0xe4 || b === 0xe5 || b === 0xec || b === 0xed;
+    const size = (b === 0xe4 || b === 0xec || b === 0xe6 || b === 0xee) ? 1 : ins.opsize16 ? 2 : 4;
+    const port = (b === 0xec || b === 0xed || b === 0xee || b === 0xef) ? Number(v.regs[R.rdx]! & 0xffffn) : Number(ins.imm & 0xffn);
+    const pit = size === 1 && (port === 0x42 || port === 0x43 || port === 0x61);
     if (isIn) {
-      const size = (b === 0xe4 || b === 0xec) ? 1 : ins.opsize16 ? 2 : 4;
       const mask = size === 1 ? 0xffn : size === 2 ? 0xffffn : 0xffffffffn;
+      const val = pit ? BigInt(d.pit.read(port)) : mask;
       const rax = v.regs[R.rax]!;
-      v.regs[R.rax] = size === 4 ? mask : (rax & ~mask) | mask;
+      v.regs[R.rax] = size === 4 ? val : (rax & ~mask) | val;
+    } else if (pit) {
+      d.pit.write(port, Number(v.regs[R.rax]! & 0xffn));
     }
     return next();
   }

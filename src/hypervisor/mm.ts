@@ -247,14 +247,7 @@ export class Mm {
         }
         case MMUEXT_NEW_BASEPTR: {
           const mfn = this.validMfnArg(arg1);
-          if (mfn < 0) { rc = -XEN_EINVAL; break; }
-          if (!v.kernelMode) { rc = -XEN_EINVAL; break; }
-          rc = this.getPageType(v, mfn, PGT_l4);
-          if (rc) break;
-          const old = v.guestTable;
-          v.guestTable = mfn;
-          v.queueCr3(mfn);
-          if (old) this.putPageType(v, old);
+          rc = mfn < 0 ? -XEN_EINVAL : this.newBaseptr(v, mfn);
           break;
         }
         case MMUEXT_NEW_USER_BASEPTR: {
@@ -300,6 +293,18 @@ export class Mm {
     }
     if (pdone !== 0n) { try { gv.write32(pdone, done); } catch { return -XEN_EFAULT; } }
     return rc;
+  }
+
+  /** new_guest_cr3: load a new kernel root (MMUEXT_NEW_BASEPTR, or MOV to CR3). */
+  newBaseptr(v: Vcpu, mfn: number): number {
+    if (!this.d.isRam(mfn) || !v.kernelMode) return -XEN_EINVAL;
+    const rc = this.getPageType(v, mfn, PGT_l4);
+    if (rc) return rc;
+    const old = v.guestTable;
+    v.guestTable = mfn;
+    v.queueCr3(mfn);
+    if (old) this.putPageType(v, old);
+    return 0;
   }
 
   /** update_va_mapping(va, val, flags) (__do_update_va_mapping). */
@@ -348,7 +353,8 @@ export class Mm {
     const pteGpa = w.gpa & ~7;
     const off = (w.gpa & 7) * 8;
     const old = v.readPte(pteGpa);
-    const width = ins.rex & 8 ? 64 : ins.opsize16 ? 16 : 32;
+    const byteOp = ins.opcode.length === 1 ? [0x80, 0x88, 0x20, 0x08, 0x86, 0xc6].includes(ins.opcode[0]!) : ins.opcode[1] === 0xb0;
+    const width = byteOp ? 8 : ins.rex & 8 ? 64 : ins.opsize16 ? 16 : 32;
     const mask = width === 64 ? (1n << 64n) - 1n : (1n << BigInt(width)) - 1n;
     if (off + width > 64) return false; // straddles two entries
     const oldPart = (old >> BigInt(off)) & mask;
@@ -357,8 +363,8 @@ export class Mm {
     let newPart: bigint;
     let after: (() => void) | undefined;
     const op = ins.opcode;
-    if (op.length === 1 && op[0] === 0x89) newPart = reg(ins.reg) & mask;                           // mov r, m
-    else if (op.length === 1 && op[0] === 0xc7 && ins.reg === 0) newPart = BigInt.asUintN(width, ins.imm); // mov imm, m
+    if (op.length === 1 && (op[0] === 0x89 || op[0] === 0x88)) newPart = reg(ins.reg) & mask;        // mov r, m
+    else if (op.length === 1 && (op[0] === 0xc7 || op[0] === 0xc6) && ins.reg === 0) newPart = BigInt.asUintN(width, ins.imm); // mov imm, m
     else if (op.length === 1 && op[0] === 0x87) {                                                   // xchg r, m
       newPart = reg(ins.reg) & mask;
       after = () => setReg(ins.reg, width === 64 ? oldPart : (reg(ins.reg) & ~mask) | oldPart);
@@ -366,10 +372,10 @@ export class Mm {
       const acc = v.regs[0]! & mask;
       if (acc === oldPart) { newPart = reg(ins.reg) & mask; v.frame.rflags |= 0x40n; }
       else { v.frame.rflags &= ~0x40n; v.regs[0] = width === 64 ? oldPart : (v.regs[0]! & ~mask) | oldPart; v.frame.rip += BigInt(ins.length); return true; }
-    } else if (op.length === 1 && (op[0] === 0x81 || op[0] === 0x83) && (ins.reg & 7) === 4) newPart = oldPart & BigInt.asUintN(width, ins.imm); // and imm
-    else if (op.length === 1 && (op[0] === 0x81 || op[0] === 0x83) && (ins.reg & 7) === 1) newPart = oldPart | BigInt.asUintN(width, ins.imm);  // or imm
-    else if (op.length === 1 && op[0] === 0x21) newPart = oldPart & reg(ins.reg);                     // and r, m
-    else if (op.length === 1 && op[0] === 0x09) newPart = oldPart | reg(ins.reg);                     // or r, m
+    } else if (op.length === 1 && (op[0] === 0x80 || op[0] === 0x81 || op[0] === 0x83) && (ins.reg & 7) === 4) newPart = oldPart & BigInt.asUintN(width, ins.imm); // and imm
+    else if (op.length === 1 && (op[0] === 0x80 || op[0] === 0x81 || op[0] === 0x83) && (ins.reg & 7) === 1) newPart = oldPart | BigInt.asUintN(width, ins.imm);  // or imm
+    else if (op.length === 1 && (op[0] === 0x21 || op[0] === 0x20)) newPart = oldPart & reg(ins.reg) & mask;                     // and r, m
+    else if (op.length === 1 && (op[0] === 0x09 || op[0] === 0x08)) newPart = (oldPart | reg(ins.reg)) & mask;                     // or r, m
     else if (op.length === 2 && op[0] === 0x0f && op[1] === 0xba && (ins.reg & 7) === 6) {          // btr imm, m
       const b = ins.imm & BigInt(width - 1);
       if ((oldPart >> b) & 1n) v.frame.rflags |= 1n; else v.frame.rflags &= ~1n;

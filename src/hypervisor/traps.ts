@@ -83,7 +83,9 @@ export function createBounceFrame(d: Domain, v: Vcpu, handler: bigint, errorCode
 export function injectTrap(d: Domain, v: Vcpu, vector: number, errorCode?: bigint): boolean {
   const ti = v.trapCtxt[vector];
   if (!ti || ti.address === 0n) {
-    d.crash(`unhandled trap ${TRAP_NAMES[vector] ?? vector} (vector ${vector}) at rip ${hex(v.frame.rip)}: no handler registered`);
+    let stack = '';
+    try { const gv = d.guestVirt(v); stack = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => hex(gv.read64(v.frame.rsp + BigInt(i * 8)))).join(' '); } catch { stack = '(unreadable)'; }
+    d.crash(`unhandled trap ${TRAP_NAMES[vector] ?? vector} (vector ${vector}) ec=${hex(errorCode ?? 0n)} at rip ${hex(v.frame.rip)} rsp ${hex(v.frame.rsp)} cr2 ${hex(v.cr2)}: no handler registered; stack: ${stack}`);
     return false;
   }
   if (vector === 14) d.mem.write64(v.vcpuInfoGpa + 0x10, v.cr2); // vcpu_info.arch.cr2

@@ -76,8 +76,6 @@ export class Vcpu {
   private ops: bigint[] = [];
   /** Page-table writes queued but not yet executed: GPA → value (readers must see them). */
   readonly pendingWrites = new Map<number, bigint>();
-  /** Set when the resume must also dirty sregs (the exit happened at CPL3, e.g. KVM_EXIT_INTR). */
-  needRing0Entry = false;
 
   constructor(readonly id: number, readonly kvm: KvmVcpu, readonly mem: GuestMemory, readonly hvBase: number) {
     this.vcpuInfoGpa = hvBase + HV.sharedInfo + id * 64;
@@ -134,8 +132,7 @@ export class Vcpu {
   prepareResume(): void {
     this.writeList(this.frame);
     this.pendingWrites.clear();
-    this.kvm.markDirty(1 | (this.needRing0Entry ? 2 : 0));
-    if (this.needRing0Entry) { this.setRing0Sregs(); this.needRing0Entry = false; }
+    this.kvm.markDirty(1);
   }
 
   /** Run the queued operations now (the list is full, or later work must see them in memory). */
@@ -144,7 +141,6 @@ export class Vcpu {
     const saved = this.kvm.regs.slice();
     this.writeList(undefined);
     let dirty = 1;
-    if (this.needRing0Entry) { this.setRing0Sregs(); dirty |= 2; this.needRing0Entry = false; }
     for (;;) {
       this.kvm.markDirty(dirty);
       dirty = 0;
@@ -159,11 +155,5 @@ export class Vcpu {
     this.pendingWrites.clear();
   }
 
-  /** After an exit at CPL3 (KVM_EXIT_INTR), switch the sync sregs to the monitor's ring-0 selectors. */
-  private setRing0Sregs(): void {
-    const dv = this.kvm.runView;
-    const cs = 0x1c0, ss = 0x1c0 + 0x78;
-    dv.setUint16(cs + 12, 0xe008, true); dv.setUint8(cs + 14, 11); dv.setUint8(cs + 16, 0); dv.setUint8(cs + 17, 0); dv.setUint8(cs + 19, 1);
-    dv.setUint16(ss + 12, 0xe010, true); dv.setUint8(ss + 14, 3); dv.setUint8(ss + 16, 0); dv.setUint8(ss + 17, 1); dv.setUint8(ss + 19, 0);
-  }
+
 }

@@ -23,13 +23,19 @@
         .globl monitor_start
 monitor_start:
 
+/* SYSCALL entry points. On PVM hosts a guest SYSCALL lands here without a privilege change
+ * (the host's switcher handles the instruction), so this page is guest-executable and the
+ * stubs do not rely on ring 0: UD2 raises #UD through the IDT, and the host recognises the
+ * RIP (docs/architecture.md). On hosts where SYSCALL does enter ring 0, OUT exits directly. */
         .org 0x000
 lstar_entry:
+        ud2
         outb    %al, $0xf0
         ud2
 
         .org 0x010
 cstar_entry:
+        ud2
         outb    %al, $0xf3
         ud2
 

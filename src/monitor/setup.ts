@@ -50,7 +50,20 @@ function buildPageTables(mem: GuestMemory, plan: MemoryPlan): Map<number, bigint
   // M2P: readable by the guest kernel (which runs at CPL3), never writable.
   mapSlot(M2P_SLOT, plan.m2pBase, plan.m2pBytes, A | _PAGE_USER | _PAGE_NX | _PAGE_DIRTY, A | _PAGE_RW | _PAGE_USER);
   // Hypervisor area: supervisor only; executable (monitor code lives here).
-  mapSlot(HV_SLOT, plan.hvBase, HV.size, A | _PAGE_RW | _PAGE_DIRTY, A | _PAGE_RW);
+  mapSlot(HV_SLOT, plan.hvBase, HV.size, A | _PAGE_RW | _PAGE_DIRTY, A | _PAGE_RW | _PAGE_USER);
+  // The first 2 MiB with 4 KiB pages: only the SYSCALL entry page is guest-executable (read-only),
+  // everything else stays supervisor-only (see monitor.S on SYSCALL under PVM).
+  {
+    const l3 = Number(entries.get(HV_SLOT)! & 0x000ffffffffff000n);
+    const l2 = Number(mem.read64(l3) & 0x000ffffffffff000n);
+    const l1 = alloc();
+    for (let i = 0; i < 512; i++) {
+      const off = i * PAGE_SIZE;
+      const user = off === HV.monitorCode ? _PAGE_USER : 0n;
+      mem.write64(l1 + i * 8, BigInt(plan.hvBase + off) | A | _PAGE_DIRTY | (user ? user : _PAGE_RW));
+    }
+    mem.write64(l2, BigInt(l1) | A | _PAGE_RW | _PAGE_USER);
+  }
   // Direct map of all guest-physical memory for the monitor's own accesses (page-table writes).
   mapSlot(PHYSMAP_SLOT, 0, plan.totalBytes, A | _PAGE_RW | _PAGE_DIRTY | _PAGE_NX, A | _PAGE_RW);
   for (const s of MONITOR_SLOTS) if (!entries.has(s)) throw new Error(`monitor slot ${s} unmapped`);

@@ -180,7 +180,9 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   dv.setBigUint64(SREGS_cr0, 0x80050033n, true);
   dv.setBigUint64(SREGS_cr3, BigInt(layout.l4Pfn) << 12n, true);
   dv.setBigUint64(SREGS_cr4, 0x20n | 0x200n | 0x400n | (hasXsave ? 0x40000n : 0n), true);
-  dv.setBigUint64(SREGS_efer, 0xd01n, true);
+  // EFER.SCE is off: a guest SYSCALL raises #UD, which the monitor's IDT turns into an exit.
+  // PVM hosts run SYSCALL through their own switcher, not the guest's LSTAR at CPL0 (docs/architecture.md).
+  dv.setBigUint64(SREGS_efer, 0xd00n, true);
   kv.setSregs(sregs);
   const MSR_STAR = 0xc0000081, MSR_LSTAR = 0xc0000082, MSR_CSTAR = 0xc0000083, MSR_SFMASK = 0xc0000084;
   kv.setMsrs([
@@ -191,10 +193,9 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
     [0x277, 0x0000050100070406n], // PAT as Xen programs it
     [0xc0000100, 0n], [0xc0000101, 0n], [0xc0000102, 0n],
   ]);
-  const regs = new Array<bigint>(18).fill(0n);
-  regs[R.rsi] = layout.startInfoVa;
-  regs[R.rflags] = 2n;
-  kv.setRegs(regs);
+  // The sync-regs copy is what KVM loads on the first KVM_RUN (prepareResume marks it dirty).
+  kv.regs.fill(0n);
+  kv.regs[R.rsi] = layout.startInfoVa;
   v.frame = { rip: layout.entry, cs: SEL.FLAT_RING3_CS64, rflags: 0x202n, rsp: layout.stackTop, ss: SEL.FLAT_RING3_DS };
 
   const kicker = new Kicker(kv);

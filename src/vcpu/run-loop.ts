@@ -1,6 +1,6 @@
 // The vCPU run loop: KVM_RUN, one switch on the exit, the monitor's exit protocol decoded into a hypercall or a trap, then resume (kvmtool kvm-cpu.c; Xen x86_64/entry.S for what happens on each path).
 import { EXIT_REASON_NAMES, KVM_EXIT_INTR, KVM_EXIT_IO, R, REG_NAMES, RUN_io } from '../kvm/kvm.js';
-import { HV_VIRT_START, PORT_CONTINUE, PORT_SYSCALL, PORT_SYSCALL32, PORT_SYSENTER, PORT_TRAP } from '../monitor/layout.js';
+import { HV, HV_VIRT_START, MONITOR, hvVirt, PORT_CONTINUE, PORT_SYSCALL, PORT_SYSCALL32, PORT_SYSENTER, PORT_TRAP } from '../monitor/layout.js';
 import { RUNSTATE_blocked, RUNSTATE_running } from '../abi/vcpu.js';
 import { VIRQ_TIMER } from '../abi/xen.js';
 import { emulateForcedInvalidOp, emulatePrivilegedOp } from '../hypervisor/emulate.js';
@@ -9,7 +9,7 @@ import type { BlockRequest } from '../hypervisor/sched.js';
 import {
   createBounceFrame, deliverPendingEvents, do_iret, FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_USER_CS32, injectTrap, TRAP_NAMES, upcallMask, upcallPending,
 } from '../hypervisor/traps.js';
-import { type Vcpu, X86_EFLAGS_DF, X86_EFLAGS_IF, X86_EFLAGS_IOPL, X86_EFLAGS_MBS } from '../hypervisor/vcpu.js';
+import { type Vcpu, X86_EFLAGS_DF, X86_EFLAGS_IF, X86_EFLAGS_IOPL, X86_EFLAGS_MBS, X86_EFLAGS_TF } from '../hypervisor/vcpu.js';
 import { hex } from '../trace/trace.js';
 import type { Kicker } from './kick.js';
 
@@ -24,7 +24,10 @@ const HYPERCALL_IRET = 23;
 
 export class VcpuRunner {
   private readonly d;
+  private readonly lstarVa = hvVirt(HV.monitorCode + MONITOR.lstar);
+  private readonly cstarVa = hvVirt(HV.monitorCode + MONITOR.cstar);
   private blocked: BlockRequest | undefined;
+  private forcedStep: { guestTf: boolean } | undefined;
   exits = 0;
 
   constructor(readonly hv: Hypervisor, readonly v: Vcpu, readonly kicker: Kicker, readonly host: HostInputs) { this.d = hv.d; }
@@ -69,21 +72,38 @@ export class VcpuRunner {
     v.prepareResume();
   }
 
+  /**
+   * KVM_RUN was interrupted (timer or host work). If events must be delivered while the guest
+   * runs at CPL3, make it trap into the monitor right away: PVM hosts do not let the host move a
+   * running vCPU to ring 0 through KVM_SET_SREGS, so pvbox sets RFLAGS.TF; the #DB after the next
+   * instruction arrives through the IDT and the event is delivered there (onTrap, vector 1).
+   */
   private onInterrupt(): void {
     const v = this.v, kvm = v.kvm;
     const csSel = kvm.runView.getUint16(0x1c0 + 12, true);
     const fired = this.runTimers();
     const hostWork = this.host.poll();
-    // In the monitor (CPL0: a stub before its OUT, or `resume`): let it finish; events go in at its exit.
-    if ((csSel & 3) === 0) { kvm.markDirty(0); return; }
-    if (!fired && !hostWork) { kvm.markDirty(0); return; }
-    if (!upcallPending(this.d, v) || upcallMask(this.d, v)) { kvm.markDirty(0); return; }
-    // The guest was running at CPL3: take its frame from the registers and bounce the upcall.
-    const ssSel = kvm.runView.getUint16(0x1c0 + 0x78 + 12, true);
-    v.frame = { rip: v.regs[R.rip]!, cs: csSel, rflags: v.regs[R.rflags]!, rsp: v.regs[R.rsp]!, ss: ssSel };
-    v.needRing0Entry = true;
-    deliverPendingEvents(this.d, v);
-    v.prepareResume();
+    kvm.markDirty(0);
+    if ((csSel & 3) === 0) return; // in the monitor: events go in at its exit
+    if (!fired && !hostWork) return;
+    if (!upcallPending(this.d, v) || upcallMask(this.d, v) || this.forcedStep) return;
+    this.forcedStep = { guestTf: (v.regs[R.rflags]! & X86_EFLAGS_TF) !== 0n };
+    v.regs[R.rflags] = v.regs[R.rflags]! | X86_EFLAGS_TF;
+    kvm.markDirty(1);
+  }
+
+  private isSyscallInsn(rip: bigint): boolean {
+    try { const b = this.d.guestVirt(this.v).copyFrom(rip, 2); return b[0] === 0x0f && b[1] === 0x05; } catch { return false; }
+  }
+
+  /** SYSCALL with EFER.SCE clear faulted (#UD): do what the instruction would have, then handle it as a SYSCALL exit. */
+  private syscallViaUd(cs: number): void {
+    const v = this.v;
+    v.regs[R.rcx] = v.frame.rip + 2n;
+    v.regs[R.r11] = v.frame.rflags;
+    v.regs[R.rsp] = v.frame.rsp;
+    this.d.trace.count(this.d.trace.counters.exits, v.kernelMode ? 'hypercall' : 'syscall');
+    this.onSyscall((cs & ~3) === (FLAT_USER_CS32 & ~3) || (cs & ~3) === 0x20);
   }
 
   private frameFromSyscall(compat = false): void {
@@ -129,6 +149,13 @@ export class VcpuRunner {
       return;
     }
     v.frame = { rip, cs, rflags, rsp, ss };
+    if (vec === 1 && this.forcedStep) {
+      // The single step pvbox forced to get an event in (onInterrupt); a guest that was itself
+      // single-stepping still gets its #DB.
+      const guestTf = this.forcedStep.guestTf;
+      this.forcedStep = undefined;
+      if (!guestTf) { v.frame.rflags &= ~X86_EFLAGS_TF; return; }
+    }
     if (d.trace.enabled) d.trace.log(`trap ${TRAP_NAMES[vec] ?? vec} ec=${hex(ec)} rip=${hex(rip)} ${v.kernelMode ? 'kernel' : 'user'}`);
     switch (vec) {
       case 14: {
@@ -144,7 +171,7 @@ export class VcpuRunner {
       }
       case 13: {
         if (ec === 0n) {
-          const r = emulatePrivilegedOp(d, v, this.hv.platform);
+          const r = emulatePrivilegedOp(d, v, this.hv.platform, this.hv.mm);
           if (r === 'done') return;
           if (r === 'unhandled') d.trace.warn('gp_unhandled', `#GP at ${hex(rip)} in ${v.kernelMode ? 'kernel' : 'user'} mode: instruction not emulated`);
           injectTrap(d, v, 13, 0n);
@@ -164,7 +191,16 @@ export class VcpuRunner {
         return;
       }
       case 6:
+        if (rip === this.lstarVa || rip === this.cstarVa) {
+          // A guest SYSCALL that PVM delivered to LSTAR/CSTAR at CPL3 (see monitor.S): RCX and R11 hold
+          // the return RIP and RFLAGS as the instruction defines.
+          v.regs[R.rsp] = rsp;
+          d.trace.count(d.trace.counters.exits, v.kernelMode ? 'hypercall' : 'syscall');
+          this.onSyscall(rip === this.cstarVa);
+          return;
+        }
         if (emulateForcedInvalidOp(d, v, this.hv.platform)) return;
+        if (this.isSyscallInsn(rip)) { this.syscallViaUd(cs); return; }
         injectTrap(d, v, 6);
         return;
       case 0x80: {

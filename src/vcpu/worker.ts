@@ -3,15 +3,8 @@ import { writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PvboxError } from '../errors.js';
 import { formatCounters } from '../trace/trace.js';
-import { type DomainConfig, runDomain } from '../toolstack/create.js';
-
-export interface WorkerInit {
-  config: DomainConfig;
-  /** Int32[0]: wake flag; Int32[1]: write index; Int32[2]: read index; bytes from offset 16 (ring of INPUT_RING bytes). */
-  input: SharedArrayBuffer;
-  readyMarker: string;
-}
-export const INPUT_RING = 64 * 1024;
+import { runDomain } from '../toolstack/create.js';
+import { INPUT_RING, type WorkerInit } from './worker-protocol.js';
 
 const init = workerData as WorkerInit;
 const ctl = new Int32Array(init.input, 0, 4);

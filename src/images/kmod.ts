@@ -72,22 +72,9 @@ export async function modinfoOfImage(image: Buffer): Promise<Modinfo> {
 }
 
 async function xzDecompress(data: Buffer): Promise<Buffer> {
-  // Loaded on demand: Debian 12 ships uncompressed modules, and the WebAssembly decoder is not free to load.
-  const { XzReadableStream } = await import('xz-decompress');
-  const input = new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      controller.close();
-    },
-  });
-  const chunks: Uint8Array[] = [];
-  const reader = new XzReadableStream(input).getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks);
+  // Debian 12 ships uncompressed modules; later kernels' .ko.xz go through the builder's own XZ decoder.
+  const { xzDecompress: decode } = await import('../builder/xz.js');
+  return Buffer.from(decode(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)).data);
 }
 
 /** Returns a module file's uncompressed contents (.ko, .ko.xz or .ko.gz). */

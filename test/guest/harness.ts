@@ -1,0 +1,51 @@
+// Drives `pvbox run` as a user would: spawns it with piped stdin/stdout, waits for console output, types commands, and collects the exit status.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const PVBOX = fileURLToPath(new URL('../../bin/pvbox.js', import.meta.url));
+
+export class GuestSession {
+  readonly proc: ChildProcessWithoutNullStreams;
+  output = '';
+  stderr = '';
+  readonly exited: Promise<number>;
+  private waiters: (() => void)[] = [];
+
+  constructor(args: string[]) {
+    this.proc = spawn(process.execPath, [PVBOX, 'run', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.proc.stdout.setEncoding('latin1');
+    this.proc.stderr.setEncoding('utf8');
+    this.proc.stdout.on('data', (s: string) => { this.output += s; this.wake(); });
+    this.proc.stderr.on('data', (s: string) => { this.stderr += s; this.wake(); });
+    this.exited = new Promise((resolve) => this.proc.on('exit', (code, sig) => { this.wake(); resolve(code ?? (sig ? 128 : 1)); }));
+  }
+  private wake(): void { const w = this.waiters; this.waiters = []; for (const f of w) f(); }
+
+  /** Wait until `pattern` appears in console output after `from`; returns the index just after it. */
+  async waitFor(pattern: string | RegExp, timeoutMs: number, from = 0): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hay = this.output.slice(from);
+      const m = typeof pattern === 'string' ? (hay.includes(pattern) ? { index: hay.indexOf(pattern), 0: pattern } : null) : hay.match(pattern);
+      if (m && m.index !== undefined) return from + m.index + m[0].length;
+      if (this.proc.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`timed out waiting for ${pattern}\n--- console (last 3000 chars) ---\n${this.output.slice(-3000)}\n--- stderr ---\n${this.stderr.slice(-3000)}`);
+      }
+      await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 250); });
+    }
+  }
+
+  /** Type a shell command and return its output, delimited by unique markers. */
+  async sh(cmd: string, timeoutMs = 120_000): Promise<string> {
+    const tag = `M${Math.random().toString(36).slice(2, 10)}`;
+    const start = this.output.length;
+    this.proc.stdin.write(`echo ${tag}-BEGIN; ${cmd}; echo ${tag}-END $?\n`);
+    const b = await this.waitFor(new RegExp(`(^|\\n)${tag}-BEGIN\\r?\\n`), timeoutMs, start);
+    const e = await this.waitFor(new RegExp(`${tag}-END (\\d+)`), timeoutMs, b);
+    const endLine = this.output.slice(b, e);
+    const idx = endLine.lastIndexOf(`${tag}-END`);
+    return endLine.slice(0, idx).replace(/\r/g, '');
+  }
+
+  kill(): void { this.proc.kill('SIGKILL'); }
+}

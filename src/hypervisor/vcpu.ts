@@ -73,6 +73,7 @@ export class Vcpu {
   private readonly listGpa: number;
   private readonly listVirt: bigint;
   private readonly listCap: number;
+  private readonly iretOnlyVirt = hvVirt(HV.monitorCode + MONITOR.iretOnly);
   private ops: bigint[] = [];
   /** Page-table writes queued but not yet executed: GPA → value (readers must see them). */
   readonly pendingWrites = new Map<number, bigint>();
@@ -130,6 +131,15 @@ export class Vcpu {
 
   /** Prepare KVM state so the next KVM_RUN executes the queued operations and returns to `frame`. */
   prepareResume(): void {
+    if (this.ops.length === 0) {
+      // Nothing privileged to do: one IRETQ (every ring-0 instruction is costly on PVM).
+      const u64 = this.mem.u64, f = this.frame, regs = this.kvm.regs;
+      let i = this.listGpa / 8;
+      u64[i++] = f.rip; u64[i++] = BigInt(f.cs); u64[i++] = f.rflags; u64[i++] = f.rsp; u64[i++] = BigInt(f.ss);
+      regs[R.rip] = this.iretOnlyVirt; regs[R.rsp] = this.listVirt; regs[R.rflags] = 0x2n;
+      this.kvm.markDirty(1);
+      return;
+    }
     this.writeList(this.frame);
     this.pendingWrites.clear();
     this.kvm.markDirty(1);

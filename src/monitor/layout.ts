@@ -51,12 +51,13 @@ export const MONITOR = {
   lstar: 0x000,
   cstar: 0x010,
   sysenter: 0x020,
+  iretOnly: 0x030,
   resume: 0x040,
   idtStubs: 0x1000,
   idtStubSize: 16,
 } as const;
 
-/** Exit ports used by monitor.S. */
+/** Exit ports used by monitor.S: ports below PORT_SYSCALL are exception vectors. */
 export const PORT_SYSCALL = 0xf0, PORT_TRAP = 0xf1, PORT_CONTINUE = 0xf2, PORT_SYSCALL32 = 0xf3, PORT_SYSENTER = 0xf4;
 
 /** Resume-list operations understood by monitor.S `resume`. */

@@ -10,12 +10,15 @@
  * (docs/architecture.md, "Why page-table writes go through the monitor").
  *
  * Fixed offsets (src/monitor/layout.ts mirrors them):
- *   0x000 lstar_entry   0x010 cstar_entry   0x020 sysenter_entry   0x040 resume
+ *   0x000 lstar_entry   0x010 cstar_entry   0x020 sysenter_entry   0x030 iret_only   0x040 resume
  *   0x1000 + 16*v       IDT stub for vector v
  * Exit ports (the value of AL is meaningless):
+ *   0x00-0xef  exception/interrupt `port`: [rsp] = the CPU's frame (error code first if it pushes one)
  *   0xf0 SYSCALL (64-bit)   0xf3 SYSCALL (compat)   0xf4 SYSENTER
- *   0xf1 exception/interrupt: [rsp] = vector, [rsp+8] = error code, then the CPU's frame
+ *   0xf1 vectors 0xf0-0xff: [rsp] = vector, [rsp+8] = error code, then the CPU's frame
  *   0xf2 resume list continues: the host refills the list and re-enters `resume`
+ * Ring-0 instructions are emulated on PVM hosts (~2 us each), so the hot stubs are one OUT and
+ * the resume without queued operations is one IRETQ (`iret_only`).
  * This file is built by scripts/build-monitor.mjs with the system assembler (GNU as).
  */
         .code64
@@ -43,6 +46,11 @@ cstar_entry:
 sysenter_entry:
         outb    %al, $0xf4
         ud2
+
+/* iret_only: RSP points at an IRETQ frame; every register already holds the guest's value. */
+        .org 0x030
+iret_only:
+        iretq
 
 /* resume: RSP points at the host-written list
  *   { op, a, b }*  0  saved_rax saved_rcx saved_rdx  rip cs rflags rsp ss
@@ -93,15 +101,16 @@ resume:
         popq    %rdx
         iretq
 
-/* IDT stubs: push a zero error code where the CPU pushes none, then the vector. */
+/* IDT stubs: the exit port is the vector; vectors 0xf0 and up push it and use port 0xf1. */
         .macro  stub vector
         .org    0x1000 + 16 * \vector
-        .if (\vector == 8) || (\vector == 10) || (\vector == 11) || (\vector == 12) || (\vector == 13) || (\vector == 14) || (\vector == 17) || (\vector == 21) || (\vector == 29) || (\vector == 30)
+        .if \vector < 0xf0
+        outb    %al, $\vector
         .else
         pushq   $0
-        .endif
         pushq   $\vector
         outb    %al, $0xf1
+        .endif
         ud2
         .endm
 

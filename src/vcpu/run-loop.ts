@@ -7,7 +7,7 @@ import { emulateForcedInvalidOp, emulatePrivilegedOp } from '../hypervisor/emula
 import type { Hypervisor } from '../hypervisor/hypercall.js';
 import type { BlockRequest } from '../hypervisor/sched.js';
 import {
-  createBounceFrame, deliverPendingEvents, do_iret, FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_USER_CS32, injectTrap, TRAP_NAMES, upcallMask, upcallPending,
+  createBounceFrame, deliverPendingEvents, do_iret, FLAT_KERNEL_CS, HAVE_EC, FLAT_KERNEL_SS, FLAT_USER_CS32, injectTrap, TRAP_NAMES, upcallMask, upcallPending,
 } from '../hypervisor/traps.js';
 import { type Vcpu, X86_EFLAGS_DF, X86_EFLAGS_IF, X86_EFLAGS_IOPL, X86_EFLAGS_MBS, X86_EFLAGS_TF } from '../hypervisor/vcpu.js';
 import { hex } from '../trace/trace.js';
@@ -52,10 +52,12 @@ export class VcpuRunner {
       switch (port) {
         case PORT_SYSCALL: trace.count(trace.counters.exits, v.kernelMode ? 'hypercall' : 'syscall'); this.onSyscall(false); break;
         case PORT_SYSCALL32: trace.count(trace.counters.exits, 'syscall32'); this.onSyscall(true); break;
-        case PORT_TRAP: this.onTrap(); break;
+        case PORT_TRAP: this.onTrap(-1); break;
         case PORT_SYSENTER: trace.count(trace.counters.exits, 'sysenter'); this.frameFromSyscall(); injectTrap(d, v, 13, 0n); break;
         case PORT_CONTINUE: d.crash('unexpected monitor continuation exit'); return;
-        default: this.fatalExit(reason, `port ${hex(port)}`); return;
+        default:
+          if (port < PORT_SYSCALL) { this.onTrap(port); break; }
+          this.fatalExit(reason, `port ${hex(port)}`); return;
       }
       if (d.shutdownReason) break;
       this.afterExit();
@@ -135,13 +137,16 @@ export class VcpuRunner {
     if (createBounceFrame(d, v, cb, undefined, compat ? v.syscall32MaskEvents : v.syscallMaskEvents)) v.frame.rflags &= ~X86_EFLAGS_DF;
   }
 
-  private onTrap(): void {
+  /** An exception or interrupt: `port` is its vector, or -1 when the stub pushed the vector (PORT_TRAP). */
+  private onTrap(port: number): void {
     const d = this.d, v = this.v, mem = d.mem;
     const sp = v.regs[R.rsp]!;
-    const gpa = d.plan.hvBase + Number(sp - HV_VIRT_START);
-    const vec = Number(mem.read64(gpa)), ec = mem.read64(gpa + 8);
-    const rip = mem.read64(gpa + 16), cs = Number(mem.read64(gpa + 24) & 0xffffn), rflags = mem.read64(gpa + 32);
-    const rsp = mem.read64(gpa + 40), ss = Number(mem.read64(gpa + 48) & 0xffffn);
+    let gpa = d.plan.hvBase + Number(sp - HV_VIRT_START);
+    let vec: number, ec = 0n;
+    if (port < 0) { vec = Number(mem.read64(gpa)); ec = mem.read64(gpa + 8); gpa += 16; }
+    else { vec = port; if (HAVE_EC.has(vec)) { ec = mem.read64(gpa); gpa += 8; } }
+    const rip = mem.read64(gpa), cs = Number(mem.read64(gpa + 8) & 0xffffn), rflags = mem.read64(gpa + 16);
+    const rsp = mem.read64(gpa + 24), ss = Number(mem.read64(gpa + 32) & 0xffffn);
     d.trace.count(d.trace.counters.exits, 'trap');
     d.trace.count(d.trace.counters.traps, TRAP_NAMES[vec] ?? `vector ${vec}`);
     if ((cs & 3) === 0) {

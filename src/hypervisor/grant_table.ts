@@ -1,7 +1,7 @@
 // Grant tables v1, the guest's side: setup_table, query_size, get/set_version (xen/common/grant_table.c). Frames live above guest RAM, as Xen-owned pages.
-import { XEN_EINVAL, XEN_ENOSYS, XEN_EFAULT } from '../abi/errno.js';
+import { XEN_EINVAL, XEN_ENOSYS } from '../abi/errno.js';
 import {
-  GNTST_bad_domain, GNTST_general_error, GNTST_okay, GNTTABOP_get_version, GNTTABOP_query_size, GNTTABOP_set_version,
+  GNTST_bad_domain, GNTST_bad_virt_addr, GNTST_general_error, GNTST_okay, GNTTABOP_get_version, GNTTABOP_query_size, GNTTABOP_set_version,
   GNTTABOP_setup_table, GTF_permit_access, GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE,
 } from '../abi/grant_table.js';
 import { DOMID_SELF } from '../abi/xen.js';
@@ -40,7 +40,7 @@ export class GrantTable {
           else if (nr > MAX_GRANT_FRAMES) status = GNTST_general_error;
           else {
             this.nrFrames = Math.max(this.nrFrames, nr);
-            try { for (let f = 0; f < nr; f++) gv.write64(list + BigInt(f * 8), BigInt(this.frameMfn(f))); } catch { return -XEN_EFAULT; }
+            try { for (let f = 0; f < nr; f++) gv.write64(list + BigInt(f * 8), BigInt(this.frameMfn(f))); } catch { status = GNTST_bad_virt_addr; }
           }
           gv.write16(a + 8n, status & 0xffff);
         }

@@ -80,7 +80,8 @@ export class Hypervisor {
   name(nr: number): string { return this.table[nr]?.name ?? `hypercall_${nr}`; }
 
   private vmAssist(cmd: number, type: number): number {
-    if (cmd > 1 || !VMASST_VALID.includes(type)) return -XEN_EINVAL;
+    if (!VMASST_VALID.includes(type)) return -XEN_EINVAL;
+    if (cmd > 1) return -XEN_ENOSYS;
     if (cmd === 0) this.d.vmAssist |= 1n << BigInt(type); else this.d.vmAssist &= ~(1n << BigInt(type));
     return 0;
   }

@@ -191,8 +191,8 @@ export class Mm {
     for (; done < n; done++) {
       const req = gv.view(reqs + BigInt(done * 16), 16);
       const ptr = req.getBigUint64(0, true), val = req.getBigUint64(8, true);
-      const cmd = Number(ptr & 3n);
-      const ma = Number(ptr & ~3n);
+      const cmd = Number(ptr & 7n); // Xen: req.ptr & (sizeof(l1_pgentry_t)-1)
+      const ma = Number(ptr & ~7n);
       if (cmd === MMU_MACHPHYS_UPDATE) {
         const mfn = ma >>> 12;
         if (!this.d.isRam(mfn)) { rc = -XEN_EINVAL; break; }

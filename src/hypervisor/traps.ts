@@ -2,7 +2,7 @@
 import { GuestFault } from '../memory/fault.js';
 import { isCanonical } from '../memory/guest-virt.js';
 import { R } from '../kvm/kvm.js';
-import { XEN_EFAULT, XEN_EINVAL, XEN_EPERM } from '../abi/errno.js';
+import { XEN_EFAULT, XEN_EINVAL, XEN_ENODEV, XEN_ENOSYS, XEN_EPERM } from '../abi/errno.js';
 import {
   CALLBACKF_mask_events, CALLBACKOP_register, CALLBACKOP_unregister, CALLBACKTYPE_event, CALLBACKTYPE_failsafe,
   CALLBACKTYPE_nmi, CALLBACKTYPE_syscall, CALLBACKTYPE_syscall32, CALLBACKTYPE_sysenter,
@@ -162,7 +162,7 @@ export function do_callback_op(d: Domain, v: Vcpu, cmd: bigint, arg: bigint): nu
       case CALLBACKTYPE_syscall32: v.syscall32Callback = address; v.syscall32MaskEvents = mask; return 0;
       case CALLBACKTYPE_sysenter: v.sysenterCallback = address; v.sysenterMaskEvents = mask; return 0;
       case CALLBACKTYPE_nmi: v.trapCtxt[2] = { address, flags: 0, cs: FLAT_KERNEL_CS }; return 0;
-      default: return -XEN_EINVAL;
+      default: return -XEN_ENOSYS;
     }
   }
   if (cmd === BigInt(CALLBACKOP_unregister)) {
@@ -170,7 +170,7 @@ export function do_callback_op(d: Domain, v: Vcpu, cmd: bigint, arg: bigint): nu
     if (type === CALLBACKTYPE_nmi) { v.trapCtxt[2] = undefined; return 0; }
     return -XEN_EINVAL;
   }
-  return -XEN_EINVAL;
+  return -XEN_ENOSYS;
 }
 
 /** stack_switch (xen/arch/x86/pv/misc-hypercalls.c). */
@@ -210,7 +210,8 @@ export function do_fpu_taskswitch(v: Vcpu, set: bigint): number { v.cr0Ts = set 
 /** set_debugreg / get_debugreg (misc-hypercalls.c): values are kept, not programmed into hardware. */
 export function do_set_debugreg(v: Vcpu, reg: bigint, value: bigint): number {
   const r = Number(reg);
-  if (r > 7 || r === 4 || r === 5) return -XEN_EINVAL;
+  if (r > 7) return -XEN_ENODEV;
+  if (r === 4 || r === 5) return -XEN_EINVAL;
   if (r < 4 && !isCanonical(value)) return -XEN_EPERM;
   if (r === 7 && (value >> 32n) !== 0n) return -XEN_EINVAL;
   v.debugreg[r] = value;
@@ -218,7 +219,8 @@ export function do_set_debugreg(v: Vcpu, reg: bigint, value: bigint): number {
 }
 export function do_get_debugreg(v: Vcpu, reg: bigint): bigint | number {
   const r = Number(reg);
-  if (r > 7 || r === 4 || r === 5) return -XEN_EINVAL;
+  if (r > 7) return -XEN_ENODEV;
+  if (r === 4 || r === 5) return -XEN_EINVAL;
   return v.debugreg[r]!;
 }
 

@@ -1,9 +1,9 @@
 // vcpu_op: timers, vcpu_info placement, runstate areas, up/down (xen/common/domain.c common_vcpu_op, xen/arch/x86/domain.c do_vcpu_op).
-import { XEN_EINVAL, XEN_ENOENT, XEN_ENOSYS, XEN_ETIME, XEN_EFAULT } from '../abi/errno.js';
+import { XEN_EBUSY, XEN_EINVAL, XEN_ENOENT, XEN_ENOSYS, XEN_ENXIO, XEN_EFAULT } from '../abi/errno.js';
 import {
   VCPUOP_is_up, VCPUOP_register_runstate_memory_area, VCPUOP_register_vcpu_info, VCPUOP_set_periodic_timer,
   VCPUOP_set_singleshot_timer, VCPUOP_stop_periodic_timer, VCPUOP_stop_singleshot_timer, VCPUOP_up, VCPUOP_down,
-  VCPUOP_get_runstate_info, VCPU_SSHOTTMR_future,
+  VCPUOP_get_runstate_info,
 } from '../abi/vcpu.js';
 import type { Domain } from './domain.js';
 import type { TimeKeeper } from './time.js';
@@ -34,8 +34,8 @@ export function do_vcpu_op(d: Domain, time: TimeKeeper, v: Vcpu, cmd: number, vc
     case VCPUOP_set_singleshot_timer: {
       if (target !== v) return -XEN_EINVAL;
       const b = gv.view(arg, 16);
-      const timeout = b.getBigUint64(0, true), flags = b.getUint32(8, true);
-      if ((flags & VCPU_SSHOTTMR_future) && timeout < time.systemTime()) return -XEN_ETIME;
+      // VCPU_SSHOTTMR_future is ignored (Xen 4.18+, 19c6cbd909): a past timeout just fires at once.
+      const timeout = b.getBigUint64(0, true);
       v.singleshotDeadline = timeout;
       return 0;
     }
@@ -43,8 +43,10 @@ export function do_vcpu_op(d: Domain, time: TimeKeeper, v: Vcpu, cmd: number, vc
     case VCPUOP_register_vcpu_info: {
       const b = gv.view(arg, 16);
       const mfn = Number(b.getBigUint64(0, true) & 0xfffffffffn), offset = b.getUint32(8, true);
-      if (target.vcpuInfoRegistered) return -XEN_EINVAL;
-      if (!d.isRam(mfn) || offset + 64 > 4096) return -XEN_EINVAL;
+      if (offset >= 4096) return -XEN_EINVAL;                       // gaddr_to_gfn(gaddr) != info.mfn
+      if (target.vcpuInfoRegistered) return -XEN_EBUSY;
+      if (offset + 64 > 4096 || (offset & 7)) return -XEN_ENXIO;    // map_guest_area: crosses the page / misaligned
+      if (!d.isRam(mfn)) return -XEN_EINVAL;                        // check_get_page_from_gfn
       const newGpa = mfn * 4096 + offset;
       // Copy the current contents, then flag everything pending (map_guest_area + vcpu_info_populate).
       d.mem.u8.copyWithin(newGpa, target.vcpuInfoGpa, target.vcpuInfoGpa + 64);

@@ -1,6 +1,7 @@
 // Creating and running one PV domain in this thread: KVM VM, monitor, builder, Xen core, console and XenStore, then the vCPU loop (libxl_create.c + xl's domain process in one place, for one vCPU).
 import { readFileSync } from 'node:fs';
 import { loadKernelFile } from '../builder/bzimage.js';
+import { writeStartInfo } from '../builder/start_info.js';
 import { type BootLayout, buildPvDomain } from '../builder/xc_dom.js';
 import { ConsoleBackend } from '../backends/console.js';
 import { ImageError } from '../errors.js';
@@ -92,28 +93,8 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   const storePort = hv.evtchn.bindHost(() => store?.onGuestNotify());
 
   let layout!: BootLayout;
-  layout = buildPvDomain(mem, plan, { kernel, ramdisk, cmdline: cfg.cmdline, consoleEvtchn: consolePort, storeEvtchn: storePort }, (gpa, l) => {
-    const w = (off: number, val: bigint | number) => mem.write64(gpa + off, BigInt(val));
-    mem.fill(gpa, 4096, 0);
-    mem.copyIn(gpa, new TextEncoder().encode('xen-3.0-x86_64'));
-    w(0x20, plan.nrPages);
-    w(0x28, d.sharedInfoGpa);
-    mem.write32(gpa + 0x30, l.ramdiskLen ? 8 /* SIF_MOD_START_PFN */ : 0);
-    w(0x38, l.storePfn);
-    mem.write32(gpa + 0x40, storePort);
-    w(0x48, l.consolePfn);
-    mem.write32(gpa + 0x50, consolePort);
-    w(0x58, kernel.notes.virtBase + BigInt(l.l4Pfn * 4096));
-    w(0x60, l.ptFrames.length - (l.nrP2mFrames - Math.ceil(plan.nrPages * 8 / 4096)));
-    w(0x68, l.p2mVa);
-    w(0x70, l.ramdiskLen ? l.ramdiskPfn : 0);
-    w(0x78, l.ramdiskLen);
-    const cmd = new TextEncoder().encode(cfg.cmdline);
-    if (cmd.length > 1023) throw new ImageError(`kernel command line is ${cmd.length} bytes; Xen allows 1023`);
-    mem.copyIn(gpa + 0x80, cmd);
-    w(0x480, l.firstP2mPfn);
-    w(0x488, l.nrP2mFrames);
-  });
+  layout = buildPvDomain(mem, plan, { kernel, ramdisk, cmdline: cfg.cmdline, consoleEvtchn: consolePort, storeEvtchn: storePort }, (gpa, l) =>
+    writeStartInfo(mem, gpa, l, { nrPages: plan.nrPages, sharedInfoMaddr: d.sharedInfoGpa, storeEvtchn: storePort, consoleEvtchn: consolePort, virtBase: kernel.notes.virtBase, cmdline: cfg.cmdline }));
   void layout;
 
   // shared_info: every vCPU starts with events masked (xc_dom shared_info_x86_64); time valid before the first instruction.

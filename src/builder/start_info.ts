@@ -31,7 +31,7 @@ export function writeStartInfo(mem: GuestMemory, gpa: number, l: BootLayout, p: 
   w(0x60, l.ptFrames.length - (l.nrP2mFrames - Math.ceil(p.nrPages * 8 / 4096)));
   w(0x68, l.p2mVa);
   w(0x70, l.ramdiskLen ? l.ramdiskPfn : 0);
-  w(0x78, l.ramdiskLen);
+  w(0x78, Math.ceil(l.ramdiskLen / 4096) * 4096); // page_size * modules[0].seg.pages, as xc_dom_build_image reports it
   const cmd = new TextEncoder().encode(p.cmdline);
   if (cmd.length > 1023) throw new ImageError(`kernel command line is ${cmd.length} bytes; Xen allows 1023`);
   mem.copyIn(gpa + 0x80, cmd);

@@ -6,7 +6,7 @@ import {
   EVTCHNSTAT_closed, EVTCHNSTAT_interdomain, EVTCHNSTAT_ipi, EVTCHNSTAT_unbound, EVTCHNSTAT_virq,
   EVTCHN_2L_NR_CHANNELS,
 } from '../abi/event_channel.js';
-import { DOMID_SELF, NR_VIRQS, VIRQ_TIMER, VIRQ_DEBUG, VIRQ_CONSOLE, VIRQ_XENPMU } from '../abi/xen.js';
+import { DOMID_SELF, NR_VIRQS, VIRQ_TIMER, VIRQ_DEBUG, VIRQ_XENOPROF, VIRQ_XENPMU } from '../abi/xen.js';
 import type { Domain } from './domain.js';
 import type { Vcpu } from './vcpu.js';
 
@@ -22,8 +22,8 @@ interface Channel {
   host?: HostEndpoint;
 }
 
-/** VIRQs that are per-vCPU (xen/common/event_channel.c virq_is_global is the complement). */
-const PER_VCPU_VIRQS = new Set([VIRQ_TIMER, VIRQ_DEBUG, VIRQ_XENPMU]);
+/** VIRQs that are per-vCPU (xen/common/event_channel.c get_virq_type: VIRQ_VCPU); the rest are global. */
+const PER_VCPU_VIRQS = new Set([VIRQ_TIMER, VIRQ_DEBUG, VIRQ_XENOPROF, VIRQ_XENPMU]);
 
 export class EventChannels {
   private readonly ports: (Channel | undefined)[] = [];
@@ -99,6 +99,15 @@ export class EventChannels {
     if (ch && ch.state === EVTCHNSTAT_interdomain && ch.host) { ch.state = EVTCHNSTAT_unbound; ch.host = undefined; }
   }
 
+  /** rcu_lock_domain_by_any_id + the XSM_TARGET check a domU meets: itself, Domain-0 (-EPERM), nobody else (-ESRCH). */
+  private checkDomain(dom: number): number {
+    if (dom === DOMID_SELF || dom === this.d.domid) return 0;
+    return dom === 0 ? -XEN_EPERM : -XEN_ESRCH;
+  }
+
+  /** Whether `port` is allocated (evtchn_usable). */
+  isBound(port: number): boolean { return this.getChannel(port) !== undefined; }
+
   do_event_channel_op(v: Vcpu, cmd: number, arg: bigint): number {
     const gv = this.d.guestVirt(v);
     switch (cmd) {
@@ -122,10 +131,12 @@ export class EventChannels {
       case EVTCHNOP_bind_virq: {
         const b = gv.view(arg, 12);
         const virq = b.getUint32(0, true), vcpu = b.getUint32(4, true);
+        // evtchn_bind_virq: only per-vCPU VIRQs may name another vCPU; global ones belong to the
+        // hardware domain's handler, never to a domU.
         if (virq >= NR_VIRQS) return -XEN_EINVAL;
-        if (virq === VIRQ_CONSOLE) return -XEN_EINVAL; // global VIRQs a domU cannot take (dom0's console)
-        if (vcpu >= this.d.vcpus.length) return -XEN_ENOENT;
         if (!PER_VCPU_VIRQS.has(virq) && vcpu !== 0) return -XEN_EINVAL;
+        if (!PER_VCPU_VIRQS.has(virq)) return -XEN_EBUSY;
+        if (vcpu >= this.d.vcpus.length) return -XEN_ENOENT;
         const key = `${virq}:${vcpu}`;
         if (this.virqToPort.has(key)) return -XEN_EEXIST;
         const port = this.allocPort({ state: EVTCHNSTAT_virq, vcpu, virq });
@@ -145,8 +156,8 @@ export class EventChannels {
       case EVTCHNOP_alloc_unbound: {
         const b = gv.view(arg, 8);
         const dom = b.getUint16(0, true), remote = b.getUint16(2, true);
-        if (dom !== DOMID_SELF && dom !== this.d.domid) return -XEN_EPERM;
-        if (remote !== 0 && remote !== DOMID_SELF && remote !== this.d.domid) return -XEN_ESRCH;
+        const rc = this.checkDomain(dom);
+        if (rc) return rc;
         const port = this.allocPort({ state: EVTCHNSTAT_unbound, vcpu: 0, remoteDom: remote === DOMID_SELF ? this.d.domid : remote });
         if (port < 0) return port;
         gv.write32(arg + 4n, port);
@@ -169,7 +180,8 @@ export class EventChannels {
       case EVTCHNOP_status: {
         const b = gv.view(arg, 24);
         const dom = b.getUint16(0, true), port = b.getUint32(4, true);
-        if (dom !== DOMID_SELF && dom !== this.d.domid) return -XEN_ESRCH;
+        const rc = this.checkDomain(dom);
+        if (rc) return rc;
         if (port <= 0 || port >= this.maxPorts) return -XEN_EINVAL;
         const ch = this.ports[port];
         const out = new DataView(new ArrayBuffer(16));

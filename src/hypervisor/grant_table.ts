@@ -1,7 +1,7 @@
 // Grant tables v1, the guest's side: setup_table, query_size, get/set_version (xen/common/grant_table.c). Frames live above guest RAM, as Xen-owned pages.
 import { XEN_EINVAL, XEN_ENOSYS } from '../abi/errno.js';
 import {
-  GNTST_bad_domain, GNTST_bad_virt_addr, GNTST_general_error, GNTST_okay, GNTTABOP_get_version, GNTTABOP_query_size, GNTTABOP_set_version,
+  GNTST_bad_domain, GNTST_bad_virt_addr, GNTST_permission_denied, GNTST_general_error, GNTST_okay, GNTTABOP_get_version, GNTTABOP_query_size, GNTTABOP_set_version,
   GNTTABOP_setup_table, GTF_permit_access, GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE,
 } from '../abi/grant_table.js';
 import { DOMID_SELF } from '../abi/xen.js';
@@ -31,12 +31,14 @@ export class GrantTable {
     const gv = this.d.guestVirt(v);
     switch (cmd) {
       case GNTTABOP_setup_table: {
+        if (count !== 1) return -XEN_EINVAL; // gnttab_setup_table takes exactly one
         for (let i = 0; i < count; i++) {
           const a = arg + BigInt(i * 24);
           const b = gv.view(a, 24);
           const dom = b.getUint16(0, true), nr = b.getUint32(4, true), list = b.getBigUint64(16, true);
           let status = GNTST_okay;
-          if (dom !== DOMID_SELF && dom !== this.d.domid) status = GNTST_bad_domain;
+          if (dom === 0) status = GNTST_permission_denied;           // xsm_grant_setup: XSM_TARGET
+          else if (dom !== DOMID_SELF && dom !== this.d.domid) status = GNTST_bad_domain;
           else if (nr > MAX_GRANT_FRAMES) status = GNTST_general_error;
           else {
             this.nrFrames = Math.max(this.nrFrames, nr);

@@ -182,9 +182,16 @@ export class Mm {
 
   // ---- hypercalls ----
 
+  /** get_pg_owner (xen/arch/x86/mm.c): only DOMID_SELF; naming oneself is refused too ("Cannot specify itself as foreign domain"). */
+  private pgOwner(foreigndom: bigint): number {
+    const dom = Number(foreigndom & 0xffffn);
+    if (dom === DOMID_SELF) return 0;
+    return dom === 0 || dom >= 0x7ff0 ? -XEN_EPERM : -XEN_ESRCH;
+  }
+
   /** mmu_update(reqs, count, pdone, foreigndom). */
   do_mmu_update(v: Vcpu, reqs: bigint, count: bigint, pdone: bigint, foreigndom: bigint): number {
-    if ((foreigndom & 0xffffn) !== BigInt(DOMID_SELF) && (foreigndom & 0xffffn) !== BigInt(this.d.domid)) return -XEN_ESRCH;
+    { const rc = this.pgOwner(foreigndom); if (rc) return rc; }
     const gv = this.d.guestVirt(v);
     const n = Number(count & 0xffffffffn);
     let done = 0, rc = 0;
@@ -220,7 +227,7 @@ export class Mm {
 
   /** mmuext_op(ops, count, pdone, foreigndom). */
   do_mmuext_op(v: Vcpu, ops: bigint, count: bigint, pdone: bigint, foreigndom: bigint): number {
-    if ((foreigndom & 0xffffn) !== BigInt(DOMID_SELF) && (foreigndom & 0xffffn) !== BigInt(this.d.domid)) return -XEN_ESRCH;
+    { const rc = this.pgOwner(foreigndom); if (rc) return rc; }
     const gv = this.d.guestVirt(v);
     const n = Number(count & 0xffffffffn);
     let done = 0, rc = 0;

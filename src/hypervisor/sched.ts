@@ -28,8 +28,12 @@ export function do_sched_op(d: Domain, ev: EventChannels, v: Vcpu, cmd: number, 
         if (dom !== DOMID_SELF && dom !== d.domid) return -XEN_EPERM;
         reason = b.getUint32(4, true);
       } else reason = gv.read32(arg);
-      const r = SHUTDOWN_REASONS[reason];
-      if (!r) return -XEN_EINVAL;
+      const r = SHUTDOWN_REASONS[reason & 0xff];
+      if (!r) {
+        // Xen stores any (u8) reason without checking (domain_shutdown); pvbox reports it as a crash.
+        d.shutdown('crash', `unknown shutdown reason ${reason & 0xff}`);
+        return 0;
+      }
       if (r === 'suspend') {
         d.trace.warn('suspend', 'guest asked to suspend: save/restore is not supported yet; the suspend is cancelled');
         return 1; // the guest sees a cancelled suspend (SUSPEND_CANCEL semantics)
@@ -49,7 +53,7 @@ export function do_sched_op(d: Domain, ev: EventChannels, v: Vcpu, cmd: number, 
       try {
         for (let i = 0; i < nr; i++) {
           const p = gv.read32(portsVa + BigInt(i * 4));
-          if (p <= 0 || p >= ev.maxPorts) return -XEN_EINVAL;
+          if (!ev.isBound(p)) return -XEN_EINVAL; // evtchn_port_poll: !evtchn_usable
           ports.push(p);
         }
       } catch { return -XEN_EFAULT; }

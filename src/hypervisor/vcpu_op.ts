@@ -5,6 +5,7 @@ import {
   VCPUOP_set_singleshot_timer, VCPUOP_stop_periodic_timer, VCPUOP_stop_singleshot_timer, VCPUOP_up, VCPUOP_down,
   VCPUOP_get_runstate_info,
 } from '../abi/vcpu.js';
+import { guestAddrOk } from '../memory/guest-virt.js';
 import type { Domain } from './domain.js';
 import type { TimeKeeper } from './time.js';
 import type { Vcpu } from './vcpu.js';
@@ -18,7 +19,9 @@ export function do_vcpu_op(d: Domain, time: TimeKeeper, v: Vcpu, cmd: number, vc
     case VCPUOP_up: return target.online ? 0 : -XEN_EINVAL;
     case VCPUOP_down: return -XEN_EINVAL; // the only vCPU cannot go down
     case VCPUOP_register_runstate_memory_area: {
-      target.runstateVa = gv.read64(arg);
+      const va = gv.read64(arg);
+      if (va !== 0n && !guestAddrOk(va)) return -XEN_EFAULT; // guest_handle_okay
+      target.runstateVa = va;
       time.writeRunstate(target);
       return 0;
     }

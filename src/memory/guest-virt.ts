@@ -1,6 +1,7 @@
 // Guest-virtual access for hypercall arguments: a 4-level page walk of the guest's own tables and copy_from_guest/copy_to_guest (Xen: xen/include/xen/guest_access.h, arch/x86/usercopy.c).
 import { GuestFault } from './fault.js';
 import type { GuestMemory } from './guest-memory.js';
+import { HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START } from '../abi/xen.js';
 
 const P = 1n, RW = 2n, PS = 0x80n;
 const ADDR = 0x000ffffffffff000n;
@@ -17,6 +18,12 @@ export interface WalkResult {
 }
 
 export type PteReader = (gpa: number) => bigint;
+
+/** Xen's __addr_ok: a guest pointer must be canonical and outside the hypervisor's range. */
+export function guestAddrOk(va: bigint): boolean {
+  const u = BigInt.asUintN(64, va);
+  return isCanonical(u) && !(u >= HYPERVISOR_VIRT_START && u < HYPERVISOR_VIRT_END);
+}
 
 export function isCanonical(va: bigint): boolean {
   const top = va >> 47n;
@@ -58,6 +65,10 @@ export class GuestVirt {
   constructor(private readonly mem: GuestMemory, private readonly readPte: PteReader, private readonly root: () => number) {}
 
   translate(va: bigint, write: boolean): number {
+    // Guest pointers never reach into the hypervisor's range (Xen's __addr_ok, x86_64/uaccess.h):
+    // the monitor, its direct map and the M2P live there.
+    const u = BigInt.asUintN(64, va);
+    if (u >= HYPERVISOR_VIRT_START && u < HYPERVISOR_VIRT_END) throw new GuestFault(va, `guest address 0x${u.toString(16)} is inside the hypervisor range`);
     const w = walk(this.mem, this.readPte, this.root(), va);
     if (!w) throw new GuestFault(va, `guest address 0x${BigInt.asUintN(64, va).toString(16)} is not mapped`);
     if (write && !w.writable) throw new GuestFault(va, `guest address 0x${BigInt.asUintN(64, va).toString(16)} is read-only`);

@@ -1,6 +1,7 @@
 // Creating and running one PV domain in this thread: KVM VM, monitor, builder, Xen core, console and XenStore, then the vCPU loop (libxl_create.c + xl's domain process in one place, for one vCPU).
 import { readFileSync } from 'node:fs';
-import { loadKernelFile } from '../builder/bzimage.js';
+import { loadKernelCached } from '../builder/kernel-cache.js';
+import { cacheDir } from '../images/debian.js';
 import { writeStartInfo } from '../builder/start_info.js';
 import { type BootLayout, buildPvDomain } from '../builder/xc_dom.js';
 import { ConsoleBackend } from '../backends/console.js';
@@ -44,23 +45,39 @@ export interface DomainResult { reason: ShutdownReason; detail?: string; exits: 
 
 const MIN_MEMORY_MIB = 64;
 
+/**
+ * The guest TSC rate measured against CLOCK_MONOTONIC (pvclock's mul/shift come from it). KVM's
+ * KVM_GET_TSC_KHZ can be off by 0.1% under nested virtualisation, which makes Linux's clocksource
+ * watchdog mark the TSC unstable; fall back to it when the interval is too short to measure.
+ */
+function calibrateTscKhz(kv: KvmVcpu, [tsc0, ns0]: readonly [bigint, bigint]): number {
+  const tsc1 = kv.getMsr(0x10) ?? 0n, ns1 = process.hrtime.bigint();
+  const dns = ns1 - ns0;
+  if (tsc0 === 0n || tsc1 <= tsc0 || dns < 20_000_000n) return kv.tscKhz;
+  return Math.round(Number((tsc1 - tsc0) * 1_000_000n / dns));
+}
+
 export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<DomainResult> {
   if (!Number.isInteger(cfg.memoryMiB) || cfg.memoryMiB < MIN_MEMORY_MIB) throw new ImageError(`--memory ${cfg.memoryMiB}: a PV Linux guest needs at least ${MIN_MEMORY_MIB} MiB`);
-  const kernel = await loadKernelFile(cfg.kernel);
+  // Open KVM first: a host without it should say so before any slow work.
+  // PVBOX_KVM_DEVICE: another KVM device node (tests use a missing one to check the error path).
+  const kvm = new Kvm(process.env.PVBOX_KVM_DEVICE ?? '/dev/kvm');
+  const vm = kvm.createVm();
+  const kv = new KvmVcpu(vm, 0);
+  const tscSample0 = [kv.getMsr(0x10) ?? 0n, process.hrtime.bigint()] as const;
+  const kernel = await loadKernelCached(cfg.kernel, cacheDir());
   let ramdisk: Uint8Array | undefined;
   if (cfg.ramdisk) {
     try { ramdisk = readFileSync(cfg.ramdisk); } catch (e) { throw new ImageError(`cannot read ramdisk ${cfg.ramdisk}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
   }
   const monitorCode = readFileSync(cfg.monitorBinary);
 
-  const kvm = new Kvm();
-  const vm = kvm.createVm();
   const plan = planMemory(cfg.memoryMiB * 1024 * 1024);
   const { addr, buffer } = allocateGuestMemory(plan.totalBytes);
   vm.setUserMemoryRegion(0, 0, plan.totalBytes, addr);
   const mem = new GuestMemory(buffer);
-  const kv = new KvmVcpu(vm, 0);
-  const cpuid = buildCpuidPolicy(kvm.supportedCpuid(), kv.tscKhz);
+  const tscKhz = calibrateTscKhz(kv, tscSample0);
+  const cpuid = buildCpuidPolicy(kvm.supportedCpuid(), tscKhz);
   kv.setCpuid(cpuid);
   const leafD0 = cpuid.find((e) => e.function === 0xd && e.index === 0);
   const xcr0Supported = leafD0 ? (BigInt(leafD0.edx >>> 0) << 32n) | BigInt(leafD0.eax >>> 0) : 3n;
@@ -82,7 +99,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
     xcr0Valid: (val) => (val & 1n) === 1n && (val & ~xcr0Supported) === 0n && (!(val & 4n) || (val & 2n) === 2n),
     readGuestTsc: (w) => w.kvm.getMsr(0x10) ?? 0n,
   };
-  const hv = new Hypervisor(d, platform, kv.tscKhz);
+  const hv = new Hypervisor(d, platform, tscKhz);
   hv.mm.monitorL4 = monitor.l4Entries;
   v.cr4 = 0x20n | 0x200n | 0x400n | (hasXsave ? 0x40000n : 0n);
 

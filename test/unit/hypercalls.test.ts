@@ -164,7 +164,7 @@ describe('pointer arguments that do not translate are -EFAULT (copy_from_guest /
     assert.ok(e.mem.bytes(RO_GPA, 16).every((x) => x === 0), 'nothing written through a read-only mapping');
     assert.equal(e.call(X.__HYPERVISOR_xen_version, XENVER_extraversion, va(ARG)), 0);
   });
-  it('a pointer into the hypervisor hole [0xffff800000000000, 0xffff880000000000) is -EFAULT even where the monitor maps it (uaccess.h __addr_ok / access_ok)', { todo: 'GuestVirt (src/memory/guest-virt.ts) walks the monitor\'s own L4 slots 257–259 (U=0) like guest mappings: a hypercall OUT pointer into the monitor direct map writes monitor memory (here its IDT), an IN pointer reads the M2P' }, () => {
+  it('a pointer into the hypervisor hole [0xffff800000000000, 0xffff880000000000) is -EFAULT even where the monitor maps it (uaccess.h __addr_ok / access_ok)', () => {
     const e = setup();
     e.hv.mm.monitorL4 = setupMonitor(e.mem, e.d.plan, new Uint8Array(64), 1).l4Entries;
     e.mem.write32(ARG, MMUEXT_PIN_L4_TABLE); e.mem.write64(ARG + 8, BigInt(L4));
@@ -219,7 +219,7 @@ describe('event_channel_op (xen/common/event_channel.c)', () => {
     assert.notEqual(e.mem.read32(ARG + 8), port);
   });
 
-  it('bind_virq of a global VIRQ by a domU is -EBUSY (handler is the hardware domain), with vcpu ≠ 0 -EINVAL first', { todo: 'pvbox binds global VIRQs other than VIRQ_CONSOLE for a domU, answers -EINVAL for VIRQ_CONSOLE, and checks vcpu existence before the VIRQ type' }, () => {
+  it('bind_virq of a global VIRQ by a domU is -EBUSY (handler is the hardware domain), with vcpu ≠ 0 -EINVAL first', () => {
     const e = setup();
     assert.equal(bindVirq(e, VIRQ_DOM_EXC, 0), -XEN_EBUSY);
     assert.equal(bindVirq(e, VIRQ_CON_RING, 0), -XEN_EBUSY);
@@ -249,7 +249,7 @@ describe('event_channel_op (xen/common/event_channel.c)', () => {
     assert.equal(ev(e, EVTCHNOP_alloc_unbound), -XEN_EPERM);
   });
 
-  it('alloc_unbound in a domain that does not exist is -ESRCH; an unknown remote_dom is not checked (evtchn_alloc_unbound)', { todo: 'pvbox answers -EPERM for every foreign dom and -ESRCH for a remote_dom other than 0/self' }, () => {
+  it('alloc_unbound in a domain that does not exist is -ESRCH; an unknown remote_dom is not checked (evtchn_alloc_unbound)', () => {
     const e = setup();
     e.mem.write16(ARG, 5); e.mem.write16(ARG + 2, 0);
     assert.equal(ev(e, EVTCHNOP_alloc_unbound), -XEN_ESRCH);
@@ -278,7 +278,7 @@ describe('event_channel_op (xen/common/event_channel.c)', () => {
     assert.equal(ev(e, EVTCHNOP_status), -XEN_ESRCH);
   });
 
-  it('status of another existing domain (Domain-0) is -EPERM (xsm_evtchn_status XSM_TARGET)', { todo: 'pvbox answers -ESRCH for every foreign domain' }, () => {
+  it('status of another existing domain (Domain-0) is -EPERM (xsm_evtchn_status XSM_TARGET)', () => {
     const e = setup();
     e.mem.write16(ARG, 0); e.mem.write32(ARG + 4, 1);
     assert.equal(ev(e, EVTCHNOP_status), -XEN_EPERM);
@@ -428,7 +428,7 @@ describe('PV MMU: mmu_update / mmuext_op (xen/arch/x86/mm.c)', () => {
     assert.equal(mmuext(e, MMUEXT_PIN_L1_TABLE, FREE_L1, 5), -XEN_ESRCH);
   });
 
-  it('foreigndom naming the caller itself is -ESRCH too ("Cannot specify itself as foreign domain", page_alloc.c get_pg_owner)', { todo: 'pvbox accepts the domain\'s own domid as foreigndom' }, () => {
+  it('foreigndom naming the caller itself is -ESRCH too ("Cannot specify itself as foreign domain", page_alloc.c get_pg_owner)', () => {
     const e = setup();
     assert.equal(mmuUpdate(e, ma(0x40 * PAGE), 0n, DOMID), -XEN_ESRCH);
     assert.equal(mmuext(e, MMUEXT_PIN_L1_TABLE, FREE_L1, DOMID), -XEN_ESRCH);
@@ -548,7 +548,7 @@ describe('grant_table_op (xen/common/grant_table.c)', () => {
     assert.deepEqual(setupTable(e, 5, 1, va(ARG2)), { rc: 0, status: GNTST_bad_domain });
   });
 
-  it('setup_table for another existing domain writes GNTST_permission_denied (xsm_grant_setup XSM_TARGET)', { todo: 'pvbox writes GNTST_bad_domain for Domain-0 too' }, () => {
+  it('setup_table for another existing domain writes GNTST_permission_denied (xsm_grant_setup XSM_TARGET)', () => {
     const e = setup();
     assert.deepEqual(setupTable(e, 0, 1, va(ARG2)), { rc: 0, status: GNTST_permission_denied });
   });
@@ -563,7 +563,7 @@ describe('grant_table_op (xen/common/grant_table.c)', () => {
     assert.deepEqual(setupTable(e, DOMID_SELF, 2, UNMAPPED), { rc: 0, status: GNTST_bad_virt_addr });
   });
 
-  it('setup_table with count ≠ 1 is -EINVAL', { todo: 'pvbox loops over count' }, () => {
+  it('setup_table with count ≠ 1 is -EINVAL', () => {
     const e = setup();
     assert.equal(e.call(X.__HYPERVISOR_grant_table_op, GNTTABOP_setup_table, va(ARG), 2), -XEN_EINVAL);
   });
@@ -609,7 +609,7 @@ describe('sched_op (xen/common/sched/core.c do_sched_op, do_poll; xen/common/dom
     assert.equal(sched(e, SCHEDOP_poll), -XEN_EINVAL);
   });
 
-  it('poll of a port that is not bound is -EINVAL (evtchn_port_poll: !evtchn_usable)', { todo: 'pvbox only checks the port number range and then blocks' }, () => {
+  it('poll of a port that is not bound is -EINVAL (evtchn_port_poll: !evtchn_usable)', () => {
     const e = setup();
     e.mem.write64(ARG, va(ARG2)); e.mem.write32(ARG + 8, 1); e.mem.write64(ARG + 16, 0n); e.mem.write32(ARG2, 100);
     assert.equal(sched(e, SCHEDOP_poll), -XEN_EINVAL);
@@ -634,7 +634,7 @@ describe('sched_op (xen/common/sched/core.c do_sched_op, do_poll; xen/common/dom
     }
   });
 
-  it('shutdown with an unknown reason is not refused: Xen shuts the domain down with it ((u8) reason, no check in domain_shutdown)', { todo: 'pvbox answers -EINVAL and keeps running' }, () => {
+  it('shutdown with an unknown reason is not refused: Xen shuts the domain down with it ((u8) reason, no check in domain_shutdown)', () => {
     const e = setup();
     e.mem.write32(ARG, 99);
     assert.equal(sched(e, SCHEDOP_shutdown), 0);
@@ -669,7 +669,7 @@ describe('memory_op (xen/common/memory.c do_memory_op, xen/arch/x86/mm.c arch_me
     assert.equal(e.mem.read32(ARG2 + 16), 1, 'E820_RAM');
   });
 
-  it('XENMEM_memory_map with room for no entry returns 0 and nr_entries 0 (min(map.nr_entries, nr_e820))', { todo: 'pvbox answers -EINVAL' }, () => {
+  it('XENMEM_memory_map with room for no entry returns 0 and nr_entries 0 (min(map.nr_entries, nr_e820))', () => {
     const e = setup();
     e.mem.write32(ARG, 0); e.mem.write64(ARG + 8, va(ARG2));
     assert.equal(e.call(X.__HYPERVISOR_memory_op, XENMEM_memory_map, va(ARG)), 0);

@@ -1,6 +1,7 @@
 // Emulation of what a ring-3 PV kernel cannot execute: privileged instructions (#GP) and Xen's forced-emulation CPUID (#UD) (xen/arch/x86/pv/emul-priv-op.c, emul-inv-op.c, xen/arch/x86/msr.c).
 import { R } from '../kvm/kvm.js';
 import { GuestFault } from '../memory/fault.js';
+import { isCanonical } from '../memory/guest-virt.js';
 import { XEN_EMULATE_PREFIX } from '../abi/xen.js';
 import { hex } from '../trace/trace.js';
 import { cpuidLookup } from './cpuid.js';
@@ -55,7 +56,11 @@ export type MsrResult = bigint | undefined; // undefined → #GP
 
 export function readMsr(d: Domain, v: Vcpu, p: Platform, msr: number): MsrResult {
   switch (msr) {
-    case MSR_FS_BASE: case MSR_GS_BASE: case MSR_SHADOW_GS_BASE: case MSR_IA32_TSC: case MSR_TSC_AUX: {
+    // The guest kernel only runs in kernel mode here: GS_BASE is the kernel's, SHADOW_GS_BASE the user's.
+    case MSR_FS_BASE: return v.fsBase;
+    case MSR_GS_BASE: return v.gsBase;
+    case MSR_SHADOW_GS_BASE: return v.inactiveGsBase;
+    case MSR_IA32_TSC: case MSR_TSC_AUX: {
       v.flushOps();
       return p.readHardwareMsr(v, msr);
     }
@@ -73,7 +78,9 @@ export function readMsr(d: Domain, v: Vcpu, p: Platform, msr: number): MsrResult
 export function writeMsr(d: Domain, v: Vcpu, msr: number, val: bigint): boolean {
   switch (msr) {
     case MSR_FS_BASE: case MSR_GS_BASE: case MSR_SHADOW_GS_BASE:
-      v.queueWrmsr(msr, val); return true;
+      if (!isCanonical(val)) return false;
+      if (msr === MSR_FS_BASE) v.fsBase = val; else if (msr === MSR_GS_BASE) v.gsBase = val; else v.inactiveGsBase = val;
+      return true;
     case MSR_EFER: return (val & ~0x400n) === (GUEST_EFER & ~0x400n); // only the current value (LMA is read-only)
     case MSR_IA32_UCODE_REV: return true;                               // microcode-revision probe writes 0
     case MSR_STAR: case MSR_LSTAR: case MSR_CSTAR: case MSR_SYSCALL_MASK: return true; // Xen drops these

@@ -27,13 +27,20 @@ export function upcallMask(d: Domain, v: Vcpu): number { return d.mem.read8(v.vc
 export function setUpcallMask(d: Domain, v: Vcpu, m: number): void { d.mem.write8(v.vcpuInfoGpa + 1, m); }
 export function upcallPending(d: Domain, v: Vcpu): number { return d.mem.read8(v.vcpuInfoGpa); }
 
-/** Xen's toggle_guest_mode: switch page-table root and swap GS bases. */
+/** Xen's toggle_guest_mode: switch page-table root and swap the GS bases (as SWAPGS would). */
 export function toggleGuestMode(d: Domain, v: Vcpu): void {
   v.kernelMode = !v.kernelMode;
-  v.queueSwapgs();
+  const active = v.gsBase;
+  v.gsBase = v.inactiveGsBase;
+  v.inactiveGsBase = active;
   const root = v.kernelMode ? v.guestTable : v.guestTableUser;
   if (!root) { d.crash(`no ${v.kernelMode ? 'kernel' : 'user'} page table to switch to`); return; }
-  v.queueCr3(root);
+  v.switchCr3(root);
+}
+
+/** The kernel's and the user's GS base, wherever each is held now. */
+export function setGsBase(v: Vcpu, which: 'kernel' | 'user', base: bigint): void {
+  if ((which === 'kernel') === v.kernelMode) v.gsBase = base; else v.inactiveGsBase = base;
 }
 
 /**
@@ -185,13 +192,13 @@ export function do_set_segment_base(d: Domain, v: Vcpu, which: bigint, base: big
   switch (Number(which)) {
     case SEGBASE_FS:
       if (!isCanonical(base)) return -XEN_EINVAL;
-      v.queueWrmsr(MSR_FS_BASE, base); return 0;
+      v.fsBase = base; return 0;
     case SEGBASE_GS_USER:
       if (!isCanonical(base)) return -XEN_EINVAL;
-      v.queueWrmsr(MSR_SHADOW_GS_BASE, base); return 0;
+      setGsBase(v, 'user', base); return 0;
     case SEGBASE_GS_KERNEL:
       if (!isCanonical(base)) return -XEN_EINVAL;
-      v.queueWrmsr(MSR_GS_BASE, base); return 0;
+      setGsBase(v, 'kernel', base); return 0;
     case SEGBASE_GS_USER_SEL: {
       // Load a selector into the user %gs. Only the null selector (what Linux's load_gs_index uses
       // for 64-bit tasks) is supported by this monitor version; a 64-bit null load keeps the base.

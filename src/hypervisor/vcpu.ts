@@ -1,5 +1,5 @@
 // A PV vCPU's state as Xen keeps it (xen/include/xen/sched.h struct vcpu, arch/x86 struct pv_vcpu) plus the frame pvbox resumes the guest with.
-import { R, type Vcpu as KvmVcpu } from '../kvm/kvm.js';
+import { R, RUN_sregs as SREGS_BASE, type Vcpu as KvmVcpu } from '../kvm/kvm.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import {
   HV, MONITOR, OP_CONTINUE, OP_INVLPG, OP_SWAPGS, OP_WRITE64, OP_WRITE_CR3, OP_WRMSR, OP_XSETBV, OP_WRITE_CR0,
@@ -66,6 +66,16 @@ export class Vcpu {
   ldtBase = 0n;
   ldtEnts = 0;
 
+  /**
+   * The GS base not currently loaded (user GS in kernel mode, kernel GS in user mode). Xen swaps
+   * them with SWAPGS on every mode switch; pvbox keeps this one here and loads the other
+   * through KVM's sregs, which costs no ring-0 instruction.
+   */
+  inactiveGsBase = 0n;
+  /** KVM's sync-regs copy of sregs was changed and must be loaded on the next entry. */
+  private sregsDirty = false;
+  private opsHaveCr3 = false;
+
   /** The frame to resume with. */
   frame: GuestFrame = { rip: 0n, cs: 0xe033, rflags: 0x202n, rsp: 0n, ss: 0xe02b };
 
@@ -92,6 +102,7 @@ export class Vcpu {
   // ---- queueing privileged work for the monitor ----
   private push(op: number, a: bigint, b: bigint): void {
     if (this.ops.length + 3 > this.listCap - 16) this.flushOps();
+    if (op === OP_WRITE_CR3) this.opsHaveCr3 = true;
     this.ops.push(BigInt(op), a, b);
   }
   /** Write a page-table entry (or any page KVM may shadow) from inside the guest. */
@@ -102,12 +113,29 @@ export class Vcpu {
   readPte(gpa: number): bigint { return this.pendingWrites.get(gpa) ?? this.mem.read64(gpa); }
   queueInvlpg(va: bigint): void { this.push(OP_INVLPG, va, 0n); }
   queueCr3(mfn: number): void { this.cr3 = mfn; this.push(OP_WRITE_CR3, BigInt(mfn) << 12n, 0n); }
+  /** Switch page-table root without a TLB-flush request: through sregs, unless queued CR3 loads must stay in order. */
+  switchCr3(mfn: number): void {
+    if (this.opsHaveCr3) { this.queueCr3(mfn); return; }
+    this.cr3 = mfn;
+    this.kvm.runView.setBigUint64(SREGS_BASE + 0xf0, BigInt(mfn) << 12n, true);
+    this.sregsDirty = true;
+  }
+  get fsBase(): bigint { return this.kvm.runView.getBigUint64(SREGS_BASE + 0x48, true); }
+  set fsBase(v: bigint) { this.kvm.runView.setBigUint64(SREGS_BASE + 0x48, BigInt.asUintN(64, v), true); this.sregsDirty = true; }
+  /** The GS base currently loaded. */
+  get gsBase(): bigint { return this.kvm.runView.getBigUint64(SREGS_BASE + 0x60, true); }
+  set gsBase(v: bigint) { this.kvm.runView.setBigUint64(SREGS_BASE + 0x60, BigInt.asUintN(64, v), true); this.sregsDirty = true; }
   queueFlushTlb(): void { this.push(OP_WRITE_CR3, BigInt(this.cr3) << 12n, 0n); }
   queueWrmsr(msr: number, value: bigint): void { this.push(OP_WRMSR, BigInt(msr), BigInt.asUintN(64, value)); }
   queueXsetbv(xcr: number, value: bigint): void { this.push(OP_XSETBV, BigInt(xcr), value); }
   queueSwapgs(): void { this.push(OP_SWAPGS, 0n, 0n); }
   queueCr0(value: bigint): void { this.push(OP_WRITE_CR0, value, 0n); }
   get queuedOps(): number { return this.ops.length / 3; }
+
+  private markDirty(): void {
+    this.kvm.markDirty(this.sregsDirty ? 3 : 1);
+    this.sregsDirty = false;
+  }
 
   /** Write the list and an IRETQ frame, and point the vCPU at monitor.S `resume`. */
   private writeList(frame: GuestFrame | undefined): void {
@@ -124,6 +152,7 @@ export class Vcpu {
       u64[i++] = BigInt(OP_CONTINUE); u64[i++] = 0n; u64[i++] = 0n;
     }
     this.ops = [];
+    this.opsHaveCr3 = false;
     regs[R.rip] = hvVirt(HV.monitorCode + MONITOR.resume);
     regs[R.rsp] = this.listVirt;
     regs[R.rflags] = 0x2n;
@@ -137,12 +166,12 @@ export class Vcpu {
       let i = this.listGpa / 8;
       u64[i++] = f.rip; u64[i++] = BigInt(f.cs); u64[i++] = f.rflags; u64[i++] = f.rsp; u64[i++] = BigInt(f.ss);
       regs[R.rip] = this.iretOnlyVirt; regs[R.rsp] = this.listVirt; regs[R.rflags] = 0x2n;
-      this.kvm.markDirty(1);
+      this.markDirty();
       return;
     }
     this.writeList(this.frame);
     this.pendingWrites.clear();
-    this.kvm.markDirty(1);
+    this.markDirty();
   }
 
   /** Run the queued operations now (the list is full, or later work must see them in memory). */
@@ -150,7 +179,8 @@ export class Vcpu {
     if (this.ops.length === 0) return;
     const saved = this.kvm.regs.slice();
     this.writeList(undefined);
-    let dirty = 1;
+    let dirty = this.sregsDirty ? 3 : 1;
+    this.sregsDirty = false;
     for (;;) {
       this.kvm.markDirty(dirty);
       dirty = 0;

@@ -49,6 +49,7 @@ export class VcpuRunner {
       }
       if (reason !== KVM_EXIT_IO) { this.fatalExit(reason); return; }
       const port = kvm.runView.getUint16(RUN_io + 2, true);
+      if (trace.enabled && port >= PORT_SYSCALL) trace.log(`exit IO port=${hex(port)}`);
       switch (port) {
         case PORT_SYSCALL: trace.count(trace.counters.exits, v.kernelMode ? 'hypercall' : 'syscall'); this.onSyscall(false); break;
         case PORT_SYSCALL32: trace.count(trace.counters.exits, 'syscall32'); this.onSyscall(true); break;
@@ -85,6 +86,7 @@ export class VcpuRunner {
     const csSel = kvm.runView.getUint16(0x1c0 + 12, true);
     const fired = this.runTimers();
     const hostWork = this.host.poll();
+    if (this.d.trace.enabled) this.d.trace.log(`exit INTR rip=${hex(v.regs[R.rip]!)} cpl=${csSel & 3}${fired ? ' timer' : ''}${hostWork ? ' host-work' : ''}`);
     kvm.markDirty(0);
     if ((csSel & 3) === 0) return; // in the monitor: events go in at its exit
     if (!fired && !hostWork) return;

@@ -1,8 +1,8 @@
 // `pvbox run`: start one PV guest in this process and attach its console to the terminal (the xl create -c experience without a daemon).
 import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { PvboxError, UsageError } from '../errors.js';
+import { fileURLToPath } from 'node:url';
+import { UsageError } from '../errors.js';
 import type { ShutdownReason } from '../hypervisor/domain.js';
 import { ensureMonitorBinary } from '../monitor/image.js';
 import { INPUT_RING, type WorkerInit } from '../vcpu/worker-protocol.js';
@@ -76,5 +76,3 @@ export async function run(opts: RunOptions): Promise<number> {
   });
 }
 
-export function isPvboxError(e: unknown): e is PvboxError { return e instanceof PvboxError; }
-export { pathToFileURL };

@@ -45,7 +45,7 @@ export class Domain {
 
   /** copy_from_guest for a vCPU: walks the page tables it is running on. */
   guestVirt(v: Vcpu): GuestVirt {
-    return new GuestVirt(this.mem, (gpa) => v.readPte(gpa), () => v.cr3);
+    return (v.guestVirt ??= new GuestVirt(this.mem, (gpa) => v.readPte(gpa), () => v.cr3));
   }
 
   /** Xen's domain_shutdown. */

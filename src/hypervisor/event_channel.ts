@@ -212,4 +212,3 @@ export class EventChannels {
   }
 }
 
-export { XEN_EBUSY };

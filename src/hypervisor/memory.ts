@@ -5,7 +5,6 @@ import {
   XENMEM_maximum_reservation, XENMEM_memory_map, XENMEM_populate_physmap, XENMEM_increase_reservation,
 } from '../abi/memory.js';
 import { DOMID_SELF } from '../abi/xen.js';
-import { madvise, MADV_DONTNEED } from '../kvm/libc.js';
 import { M2P_VIRT_START } from '../monitor/layout.js';
 import type { Domain } from './domain.js';
 import type { Mm } from './mm.js';
@@ -73,9 +72,4 @@ export function do_memory_op(d: Domain, mm: Mm, v: Vcpu, cmd: number, arg: bigin
       d.trace.warn(`memory_op_${op}`, `memory_op: unimplemented sub-op ${op}`);
       return -XEN_ENOSYS;
   }
-}
-
-/** Give a ballooned page's memory back to the host (it reads as zeros if touched again). */
-export function makeReleasePage(hostAddr: bigint): (gpa: number) => void {
-  return (gpa) => { madvise(hostAddr + BigInt(gpa), 4096, MADV_DONTNEED); };
 }

@@ -20,7 +20,7 @@ import {
 } from '../abi/xen.js';
 import { GuestFault } from '../memory/fault.js';
 import { walk } from '../memory/guest-virt.js';
-import { HV, MAX_GRANT_FRAMES, MONITOR_SLOTS } from '../monitor/layout.js';
+import { HV, MAX_GRANT_FRAMES } from '../monitor/layout.js';
 import {
   _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_GUEST_KERNEL, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, _PAGE_USER, PADDR_MASK,
 } from '../monitor/pte.js';
@@ -437,4 +437,3 @@ export class Mm {
   }
 }
 
-export { XEN_EPERM, MONITOR_SLOTS };

@@ -2,7 +2,7 @@
 import { GuestFault } from '../memory/fault.js';
 import { isCanonical } from '../memory/guest-virt.js';
 import { R } from '../kvm/kvm.js';
-import { XEN_EFAULT, XEN_EINVAL, XEN_ENODEV, XEN_ENOSYS, XEN_EPERM } from '../abi/errno.js';
+import { XEN_EINVAL, XEN_ENODEV, XEN_ENOSYS, XEN_EPERM } from '../abi/errno.js';
 import {
   CALLBACKF_mask_events, CALLBACKOP_register, CALLBACKOP_unregister, CALLBACKTYPE_event, CALLBACKTYPE_failsafe,
   CALLBACKTYPE_nmi, CALLBACKTYPE_syscall, CALLBACKTYPE_syscall32, CALLBACKTYPE_sysenter,
@@ -11,7 +11,7 @@ import { HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, SEGBASE_FS, SEGBASE_GS_KERN
 import { hex } from '../trace/trace.js';
 import type { Domain } from './domain.js';
 import {
-  type GuestFrame, type Vcpu, X86_EFLAGS_AC, X86_EFLAGS_DF, X86_EFLAGS_IF, X86_EFLAGS_IOPL, X86_EFLAGS_MBS,
+  type GuestFrame, type Vcpu, X86_EFLAGS_AC, X86_EFLAGS_IF, X86_EFLAGS_IOPL, X86_EFLAGS_MBS,
   X86_EFLAGS_NT, X86_EFLAGS_RF, X86_EFLAGS_TF, X86_EFLAGS_VM, X86_EFLAGS_ALL,
 } from './vcpu.js';
 
@@ -231,4 +231,3 @@ export function do_get_debugreg(v: Vcpu, reg: bigint): bigint | number {
   return v.debugreg[r]!;
 }
 
-export { XEN_EFAULT };

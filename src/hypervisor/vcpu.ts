@@ -1,8 +1,9 @@
 // A PV vCPU's state as Xen keeps it (xen/include/xen/sched.h struct vcpu, arch/x86 struct pv_vcpu) plus the frame pvbox resumes the guest with.
 import { R, RUN_sregs as SREGS_BASE, type Vcpu as KvmVcpu } from '../kvm/kvm.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
+import type { GuestVirt } from '../memory/guest-virt.js';
 import {
-  HV, MONITOR, OP_CONTINUE, OP_INVLPG, OP_SWAPGS, OP_WRITE64, OP_WRITE_CR3, OP_WRMSR, OP_XSETBV, OP_WRITE_CR0,
+  HV, MONITOR, OP_CONTINUE, OP_INVLPG, OP_WRITE64, OP_WRITE_CR3, OP_WRMSR, OP_XSETBV, 
   VCPU_AREA, hvVirt, physmapVirt, vcpuAreaOffset,
 } from '../monitor/layout.js';
 
@@ -76,6 +77,9 @@ export class Vcpu {
   private sregsDirty = false;
   private opsHaveCr3 = false;
 
+  /** copy_from_guest over this vCPU's current page tables (Domain.guestVirt). */
+  guestVirt: GuestVirt | undefined;
+
   /** The frame to resume with. */
   frame: GuestFrame = { rip: 0n, cs: 0xe033, rflags: 0x202n, rsp: 0n, ss: 0xe02b };
 
@@ -128,8 +132,6 @@ export class Vcpu {
   queueFlushTlb(): void { this.push(OP_WRITE_CR3, BigInt(this.cr3) << 12n, 0n); }
   queueWrmsr(msr: number, value: bigint): void { this.push(OP_WRMSR, BigInt(msr), BigInt.asUintN(64, value)); }
   queueXsetbv(xcr: number, value: bigint): void { this.push(OP_XSETBV, BigInt(xcr), value); }
-  queueSwapgs(): void { this.push(OP_SWAPGS, 0n, 0n); }
-  queueCr0(value: bigint): void { this.push(OP_WRITE_CR0, value, 0n); }
   get queuedOps(): number { return this.ops.length / 3; }
 
   private markDirty(): void {

@@ -64,4 +64,3 @@ export function do_vcpu_op(d: Domain, time: TimeKeeper, v: Vcpu, cmd: number, vc
   }
 }
 
-export { XEN_EFAULT };

@@ -148,6 +148,7 @@ export class Connection {
   /** Stop serving: watches and transactions are dropped. Idempotent. */
   close(): void {
     this.#store.close();
+    this.#daemon._forget(this);
   }
 
   /** @internal */
@@ -212,6 +213,17 @@ export class XenStored {
 
   #prune(): void {
     for (const c of [...this.#conns]) if (c.closed) this.#conns.delete(c);
+  }
+
+  /** Connections being served (closed ones are forgotten). */
+  get connectionCount(): number {
+    this.#prune();
+    return this.#conns.size;
+  }
+
+  /** @internal A connection was closed: forget it (socket clients come and go). */
+  _forget(c: Connection): void {
+    this.#conns.delete(c);
   }
 
   /** @internal */

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { PvboxError, UsageError } from '../errors.js';
 import { run } from './run.js';
+import { xenstoredCommand } from '../xenstore/daemon.js';
 
 const USAGE = `usage: pvbox <command> [options]
 
@@ -9,6 +10,10 @@ commands:
   run [--kernel FILE] [--ramdisk FILE] [--extra ARGS] [--memory MiB] [--name NAME] [--trace] [--stats]
       boot a Xen PV guest and attach its console (Ctrl-] ends the session).
       Without --kernel, boots the default Debian 12 guest (built on first use).
+  xenstored [--socket PATH] [--foreground] [--log FILE]
+      serve XenStore to Domain-0 clients (xenstore-utils, pyxs) on a Unix socket, by default
+      where libxenstore looks ($XENSTORED_PATH, else /run/xenstored/socket). Without
+      --foreground it detaches, logs to FILE (/var/log/pvbox/xenstored.log) and prints its pid.
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -27,6 +32,15 @@ export async function main(argv: string[]): Promise<number> {
       const memory = values.memory === undefined ? 512 : Number(values.memory);
       if (!Number.isInteger(memory) || memory <= 0 || memory > 1 << 20) throw new UsageError(`--memory '${values.memory}': expected a size in MiB, e.g. 512`);
       return run({ kernel: values.kernel, ramdisk: values.ramdisk, extra: values.extra, memory, trace: !!values.trace, stats: !!values.stats, name: values.name ?? 'pvbox-guest' });
+    }
+    case 'xenstored': {
+      const { values, positionals } = parseArgs({
+        args: rest, allowPositionals: true, strict: true,
+        options: { socket: { type: 'string' }, foreground: { type: 'boolean' }, log: { type: 'string' } },
+      });
+      if (positionals.length) throw new UsageError(`xenstored: unexpected argument '${positionals[0]}'`);
+      if (values.socket === '') throw new UsageError('--socket: expected a path');
+      return xenstoredCommand({ socket: values.socket, foreground: !!values.foreground, logFile: values.log });
     }
     default:
       throw new UsageError(`unknown command '${verb}' (try pvbox --help)`);

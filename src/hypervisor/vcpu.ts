@@ -76,6 +76,8 @@ export class Vcpu {
   /** KVM's sync-regs copy of sregs was changed and must be loaded on the next entry. */
   private sregsDirty = false;
   private opsHaveCr3 = false;
+  private onlyWrites = true;
+  private readonly resumeWritesVirt = hvVirt(HV.monitorCode + MONITOR.resumeWrites);
 
   /** copy_from_guest over this vCPU's current page tables (Domain.guestVirt). */
   guestVirt: GuestVirt | undefined;
@@ -107,6 +109,7 @@ export class Vcpu {
   private push(op: number, a: bigint, b: bigint): void {
     if (this.ops.length + 3 > this.listCap - 16) this.flushOps();
     if (op === OP_WRITE_CR3) this.opsHaveCr3 = true;
+    if (op !== OP_WRITE64) this.onlyWrites = false;
     this.ops.push(BigInt(op), a, b);
   }
   /** Write a page-table entry (or any page KVM may shadow) from inside the guest. */
@@ -139,6 +142,21 @@ export class Vcpu {
     this.sregsDirty = false;
   }
 
+  /** monitor.S resume_writes: only page-table stores queued, the shorter loop. */
+  private writeWritesList(frame: GuestFrame): void {
+    const u64 = this.mem.u64, ops = this.ops, regs = this.kvm.regs;
+    let i = this.listGpa / 8;
+    u64[i++] = BigInt(ops.length / 3);
+    for (let k = 0; k < ops.length; k += 3) { u64[i++] = ops[k + 1]!; u64[i++] = ops[k + 2]!; }
+    u64[i++] = regs[R.rax]!; u64[i++] = regs[R.rcx]!; u64[i++] = regs[R.rdx]!;
+    u64[i++] = frame.rip; u64[i++] = BigInt(frame.cs); u64[i++] = frame.rflags; u64[i++] = frame.rsp; u64[i++] = BigInt(frame.ss);
+    this.ops = [];
+    this.onlyWrites = true;
+    regs[R.rip] = this.resumeWritesVirt;
+    regs[R.rsp] = this.listVirt;
+    regs[R.rflags] = 0x2n;
+  }
+
   /** Write the list and an IRETQ frame, and point the vCPU at monitor.S `resume`. */
   private writeList(frame: GuestFrame | undefined): void {
     const u64 = this.mem.u64;
@@ -155,6 +173,7 @@ export class Vcpu {
     }
     this.ops = [];
     this.opsHaveCr3 = false;
+    this.onlyWrites = true;
     regs[R.rip] = hvVirt(HV.monitorCode + MONITOR.resume);
     regs[R.rsp] = this.listVirt;
     regs[R.rflags] = 0x2n;
@@ -171,7 +190,7 @@ export class Vcpu {
       this.markDirty();
       return;
     }
-    this.writeList(this.frame);
+    if (this.onlyWrites) this.writeWritesList(this.frame); else this.writeList(this.frame);
     this.pendingWrites.clear();
     this.markDirty();
   }

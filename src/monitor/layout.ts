@@ -53,6 +53,7 @@ export const MONITOR = {
   sysenter: 0x020,
   iretOnly: 0x030,
   resume: 0x040,
+  resumeWrites: 0x0c0,
   idtStubs: 0x1000,
   idtStubSize: 16,
 } as const;

@@ -11,6 +11,7 @@
  *
  * Fixed offsets (src/monitor/layout.ts mirrors them):
  *   0x000 lstar_entry   0x010 cstar_entry   0x020 sysenter_entry   0x030 iret_only   0x040 resume
+ *   0x0c0 resume_writes
  *   0x1000 + 16*v       IDT stub for vector v
  * Exit ports (the value of AL is meaningless):
  *   0x00-0xef  exception/interrupt `port`: [rsp] = the CPU's frame (error code first if it pushes one)
@@ -97,6 +98,21 @@ resume:
 8:      outb    %al, $0xf2              /* OP_CONTINUE (or unknown): back to the host */
         ud2
 9:      popq    %rax
+        popq    %rcx
+        popq    %rdx
+        iretq
+
+/* resume_writes: the common list that only stores page-table entries, in fewer instructions:
+ *   n  { address, value }*n  saved_rax saved_rcx saved_rdx  rip cs rflags rsp ss   (n >= 1) */
+        .org 0x0c0
+resume_writes:
+        popq    %rcx
+1:      popq    %rax
+        popq    %rdx
+        movq    %rdx, (%rax)
+        decq    %rcx
+        jnz     1b
+        popq    %rax
         popq    %rcx
         popq    %rdx
         iretq

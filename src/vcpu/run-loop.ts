@@ -149,13 +149,21 @@ export class VcpuRunner {
     else { vec = port; if (HAVE_EC.has(vec)) { ec = mem.read64(gpa); gpa += 8; } }
     const rip = mem.read64(gpa), cs = Number(mem.read64(gpa + 8) & 0xffffn), rflags = mem.read64(gpa + 16);
     const rsp = mem.read64(gpa + 24), ss = Number(mem.read64(gpa + 32) & 0xffffn);
-    d.trace.count(d.trace.counters.exits, 'trap');
-    d.trace.count(d.trace.counters.traps, TRAP_NAMES[vec] ?? `vector ${vec}`);
     if ((cs & 3) === 0) {
       d.crash(`fault in the monitor: ${TRAP_NAMES[vec] ?? vec} ec=${hex(ec)} at ${hex(rip)} (cr2 ${hex(v.kvm.runView.getBigUint64(0x1c0 + 0xe8, true))}); resuming to ${hex(v.frame.rip)}`);
       return;
     }
     v.frame = { rip, cs, rflags, rsp, ss };
+    if (vec === 6 && (rip === this.lstarVa || rip === this.cstarVa)) {
+      // A guest SYSCALL that PVM delivered to LSTAR/CSTAR at CPL3 (see monitor.S): RCX and R11 hold
+      // the return RIP and RFLAGS as the instruction defines.
+      v.regs[R.rsp] = rsp;
+      d.trace.count(d.trace.counters.exits, v.kernelMode ? 'hypercall' : 'syscall');
+      this.onSyscall(rip === this.cstarVa);
+      return;
+    }
+    d.trace.count(d.trace.counters.exits, 'trap');
+    d.trace.count(d.trace.counters.traps, TRAP_NAMES[vec] ?? `vector ${vec}`);
     if (vec === 1 && this.forcedStep) {
       // The single step pvbox forced to get an event in (onInterrupt); a guest that was itself
       // single-stepping still gets its #DB.
@@ -198,14 +206,6 @@ export class VcpuRunner {
         return;
       }
       case 6:
-        if (rip === this.lstarVa || rip === this.cstarVa) {
-          // A guest SYSCALL that PVM delivered to LSTAR/CSTAR at CPL3 (see monitor.S): RCX and R11 hold
-          // the return RIP and RFLAGS as the instruction defines.
-          v.regs[R.rsp] = rsp;
-          d.trace.count(d.trace.counters.exits, v.kernelMode ? 'hypercall' : 'syscall');
-          this.onSyscall(rip === this.cstarVa);
-          return;
-        }
         if (emulateForcedInvalidOp(d, v, this.hv.platform)) return;
         if (this.isSyscallInsn(rip)) { this.syscallViaUd(cs); return; }
         injectTrap(d, v, 6);

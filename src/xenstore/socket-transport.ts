@@ -66,8 +66,12 @@ export interface XenStoreSocketOptions {
 
 export const DEFAULT_MAX_QUEUED_BYTES = 16 << 20;
 
-/** Input is fed to the connection in slices of this size, so backpressure is checked often. */
-const INPUT_SLICE = 4096;
+/**
+ * Input is fed to the connection in slices of this size, and the client's unread output checked
+ * between slices: a slice holds at most 14 requests (18 bytes is the smallest READ), so at most
+ * ~57 KiB of replies are queued past the socket's high-water mark before reading stops.
+ */
+const INPUT_SLICE = 256;
 
 /** Whether someone accepts connections on the socket at `path` (a live daemon). */
 async function probeLive(path: string): Promise<boolean> {

@@ -66,9 +66,17 @@ echo "${READY_PREFIX} $up"
 
 # Interactive shell on the console (cttyhack finds the real tty, e.g. hvc0,
 # so job control and ^C work). When it exits, the guest powers off.
+# As PID 1 this script also plays busybox init's part for the kernel's orderly
+# poweroff/reboot (Xen's control/shutdown): busybox poweroff sends SIGUSR2 to
+# PID 1, halt SIGUSR1, reboot SIGTERM. The shell runs in the background so the
+# traps run at once (a trap waits for a foreground command to finish).
 cd /root
 export PS1='# '
-setsid cttyhack sh
+trap 'sync; poweroff -f' USR1 USR2
+trap 'sync; reboot -f' TERM
+setsid cttyhack sh &
+shell=$!
+while kill -0 $shell 2>/dev/null; do wait $shell; done
 sync
 poweroff -f
 `;

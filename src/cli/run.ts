@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { UsageError } from '../errors.js';
 import type { ShutdownReason } from '../hypervisor/domain.js';
 import { ensureMonitorBinary } from '../monitor/image.js';
-import { INPUT_RING, type WorkerInit } from '../vcpu/worker-protocol.js';
+import { INPUT_CONSOLE, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
+import { DomainLinkClient, domainLinkPath } from '../toolstack/domain-link.js';
 
 export interface RunOptions { kernel?: string; ramdisk?: string; extra?: string; memory: number; trace: boolean; stats: boolean; name: string }
 
@@ -25,40 +26,46 @@ export async function run(opts: RunOptions): Promise<number> {
   if (!existsSync(kernel)) throw new UsageError(`kernel ${kernel}: no such file`);
   if (ramdisk && !existsSync(ramdisk)) throw new UsageError(`ramdisk ${ramdisk}: no such file`);
   const monitorBinary = ensureMonitorBinary();
-  const input = new SharedArrayBuffer(16 + INPUT_RING);
-  const ctl = new Int32Array(input, 0, 4);
-  const ring = new Uint8Array(input, 16, INPUT_RING);
+  const input = newInputBuffer();
+  const writer = new InputRingWriter(input);
+  // With `pvbox xenstored` running, the guest joins its store (and gets its domid from it).
+  const link = await DomainLinkClient.connect(domainLinkPath());
+  const domid = link ? await link.hello(opts.name) : 1;
   const init: WorkerInit = {
     config: {
-      name: opts.name, domid: 1, kernel, ramdisk, memoryMiB: opts.memory, monitorBinary, trace: opts.trace,
-      cmdline: ['console=hvc0', opts.extra ?? ''].join(' ').trim(),
+      name: opts.name, domid, kernel, ramdisk, memoryMiB: opts.memory, monitorBinary, trace: opts.trace,
+      cmdline: ['console=hvc0', opts.extra ?? ''].join(' ').trim(), xenstoreRemote: !!link,
     },
     input, readyMarker: READY_MARKER,
   };
+  if (link) {
+    link.onXs = (bytes) => { if (!writer.push(INPUT_XS, bytes)) process.stderr.write('pvbox: XenStore replies dropped: the guest is not reading its ring\n'); };
+    link.onClose = () => process.stderr.write(`\npvbox: xenstored closed the link for domain ${domid}\n`);
+  }
   const worker = new Worker(fileURLToPath(new URL('../vcpu/worker-entry.mjs', import.meta.url)), { workerData: init });
   const stdin = process.stdin;
   const tty = stdin.isTTY;
   let detached = false;
   const push = (bytes: Uint8Array) => {
-    for (const b of bytes) {
-      if (tty && b === CTRL_RIGHT_BRACKET) { detached = true; void worker.terminate(); return; }
-      const w = Atomics.load(ctl, 1), r = Atomics.load(ctl, 2);
-      if ((w + 1) % INPUT_RING === r) break; // full: drop (the guest is not reading)
-      ring[w] = b;
-      Atomics.store(ctl, 1, (w + 1) % INPUT_RING);
-    }
-    Atomics.store(ctl, 0, 1);
-    Atomics.notify(ctl, 0);
+    const cut = tty ? bytes.indexOf(CTRL_RIGHT_BRACKET) : -1;
+    if (cut >= 0) { writer.push(INPUT_CONSOLE, bytes.subarray(0, cut)); detached = true; void worker.terminate(); return; }
+    writer.push(INPUT_CONSOLE, bytes); // a full ring drops input the guest is not reading
   };
   if (tty) stdin.setRawMode(true);
   stdin.on('data', push);
   stdin.on('error', () => {});
-  const restore = () => { if (tty) stdin.setRawMode(false); stdin.pause(); stdin.off('data', push); };
+  const restore = () => { if (tty) stdin.setRawMode(false); stdin.pause(); stdin.off('data', push); link?.close(); };
   const t0 = Date.now();
   return await new Promise<number>((resolve) => {
     let readyMs: number | undefined;
     worker.on('message', (m: { type: string; [k: string]: unknown }) => {
       if (m.type === 'ready') readyMs = m.ms as number;
+      if (m.type === 'xs') link?.sendXs(m.bytes as Uint8Array);
+      if (m.type === 'introduce' && link) {
+        link.ready({ ...(m.info as Parameters<DomainLinkClient['ready']>[0]) }).then(() => writer.introduced(true), (e) => {
+          process.stderr.write(`pvbox: ${(e as Error).message}\n`); writer.introduced(false);
+        });
+      }
       if (m.type === 'error') { restore(); process.stderr.write(`pvbox: ${m.message}\n`); resolve(1); }
       if (m.type === 'exit') {
         restore();

@@ -5,7 +5,7 @@ import { cacheDir } from '../images/debian.js';
 import { writeStartInfo } from '../builder/start_info.js';
 import { type BootLayout, buildPvDomain } from '../builder/xc_dom.js';
 import { ConsoleBackend } from '../backends/console.js';
-import { ImageError } from '../errors.js';
+import { HostError, ImageError } from '../errors.js';
 import { buildCpuidPolicy } from '../hypervisor/cpuid.js';
 import { Domain, type ShutdownReason } from '../hypervisor/domain.js';
 import { Hypervisor } from '../hypervisor/hypercall.js';
@@ -20,6 +20,8 @@ import { Kicker } from '../vcpu/kick.js';
 import { type HostInputs, VcpuRunner } from '../vcpu/run-loop.js';
 import { XenStoreRingTransport } from '../xenstore/ring-transport.js';
 import { XenStored } from '../xenstore/xenstored.js';
+import { INPUT_CONSOLE, INPUT_XS } from '../vcpu/worker-protocol.js';
+import { type DomainNodeInfo, formatUuid, writeDomainNodes } from './domain-nodes.js';
 
 export interface DomainConfig {
   name: string;
@@ -30,13 +32,19 @@ export interface DomainConfig {
   memoryMiB: number;
   monitorBinary: string;
   trace: boolean;
+  /** XenStore is a running `pvbox xenstored` (reached through the main thread); otherwise an in-process store. */
+  xenstoreRemote?: boolean;
 }
 
 export interface DomainIo {
   console(bytes: Uint8Array): void;
   log(line: string): void;
-  /** Pull console input typed since the last call (non-blocking). */
-  takeInput(): Uint8Array | undefined;
+  /** Records from the host since the last call (non-blocking): console input, XenStore replies. */
+  takeInput(): { tag: number; bytes: Uint8Array }[];
+  /** XenStore requests from the guest's ring, for the remote daemon. */
+  xsSend?(bytes: Uint8Array): void;
+  /** Introduce the built domain to the remote daemon (writes its nodes); blocks; false if refused. */
+  introduce?(info: Omit<DomainNodeInfo, 'domid'>): boolean;
   /** Block until input may be available or timeoutMs passes. */
   waitInput(timeoutMs: number): void;
 }
@@ -128,38 +136,31 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   v.cr3 = layout.l4Pfn;
   v.kernelSp = layout.stackTop;
 
-  // XenStore: the daemon seed with the domain introduced and its standard keys (libxl_create.c, xl's layout).
-  const daemon = new XenStored({ log: (l) => trace.warn('xenstored', l) });
-  daemon.introduceDomain(0);
-  daemon.introduceDomain(cfg.domid);
-  const dom0 = daemon.store.connect(0, () => {});
-  const dp = `/local/domain/${cfg.domid}`;
-  const uuid = [...hv.uuid].map((b) => b.toString(16).padStart(2, '0')).join('').replace(/(.{8})(.{4})(.{4})(.{4})(.{12})/, '$1-$2-$3-$4-$5');
-  const writes: [string, string][] = [
-    ['/local/domain/0/name', 'Domain-0'], ['/local/domain/0/domid', '0'],
-    [`${dp}/name`, cfg.name], [`${dp}/domid`, String(cfg.domid)], [`${dp}/vm`, `/vm/${uuid}`],
-    [`${dp}/memory/static-max`, String(cfg.memoryMiB * 1024)], [`${dp}/memory/target`, String(cfg.memoryMiB * 1024)],
-    [`${dp}/cpu/0/availability`, 'online'],
-    [`${dp}/store/port`, String(storePort)], [`${dp}/store/ring-ref`, String(layout.storePfn)],
-    [`${dp}/console/port`, String(consolePort)], [`${dp}/console/ring-ref`, String(layout.consolePfn)],
-    [`${dp}/console/type`, 'xenconsoled'], [`${dp}/console/limit`, '1048576'], [`${dp}/console/tty`, '/dev/pts/0'],
-    [`/vm/${uuid}/name`, cfg.name], [`/vm/${uuid}/uuid`, uuid],
-  ];
-  for (const [p, val] of writes) dom0.write(0, p, val);
-  for (const sub of [dp, `${dp}/device`, `${dp}/control`, `${dp}/data`, `${dp}/drivers`, `${dp}/feature`, `${dp}/attr`, `${dp}/error`]) {
-    dom0.mkdir(0, sub);
-    dom0.setPerms(0, sub, [{ domid: cfg.domid, perm: 'n' }]);
+  // XenStore: the domain's nodes written as libxl writes them, in pvbox's xenstored if one runs,
+  // else in a store of this process's own (the daemon seed), then the guest's ring served from it.
+  const nodeInfo = {
+    name: cfg.name, uuid: formatUuid(hv.uuid), memoryKiB: cfg.memoryMiB * 1024, vcpus: 1,
+    storePort, storeMfn: layout.storePfn, consolePort, consoleMfn: layout.consolePfn,
+  };
+  let xsDeliver: (bytes: Uint8Array) => void = () => {};
+  const storePage = mem.bytes(layout.storePfn * 4096, 4096);
+  const notifyStore = () => hv.evtchn.setPending(storePort);
+  if (cfg.xenstoreRemote) {
+    if (!io.introduce?.(nodeInfo) || !io.xsSend) throw new HostError('xenstored did not accept the domain');
+    const xsSend = io.xsSend;
+    store = new XenStoreRingTransport((send) => { xsDeliver = send; return { receive: (chunk) => xsSend(chunk) }; }, storePage, notifyStore, (l) => trace.warn('xs-ring', l));
+  } else {
+    const daemon = new XenStored({ log: (l) => trace.warn('xenstored', l) });
+    daemon.introduceDomain(0);
+    const dom0 = daemon.store.connect(0, () => {});
+    dom0.write(0, '/local/domain/0/name', 'Domain-0');
+    dom0.write(0, '/local/domain/0/domid', '0');
+    writeDomainNodes(dom0, { domid: cfg.domid, ...nodeInfo });
+    daemon.introduceDomain(cfg.domid);
+    store = new XenStoreRingTransport((send) => daemon.connect(cfg.domid, send, {
+      onError: (e) => trace.warn('xs-ring', `xenstore: domain ${cfg.domid} ring: ${e}; stopped serving it`),
+    }), storePage, notifyStore, (l) => trace.warn('xs-ring', l));
   }
-  for (const sub of [`${dp}/data`, `${dp}/drivers`, `${dp}/feature`, `${dp}/attr`, `${dp}/error`, `${dp}/control/shutdown`]) {
-    dom0.write(0, sub, '');
-    dom0.setPerms(0, sub, [{ domid: cfg.domid, perm: 'n' }]);
-  }
-  for (const key of ['platform-feature-multiprocessor-suspend', 'platform-feature-xs_reset_watches']) dom0.write(0, `${dp}/control/${key}`, '1');
-  for (const ro of [`${dp}/name`, `${dp}/domid`, `${dp}/memory/target`, `${dp}/cpu/0/availability`, `${dp}/console/port`, `${dp}/console/ring-ref`, `${dp}/store/port`, `${dp}/store/ring-ref`]) {
-    dom0.setPerms(0, ro, [{ domid: 0, perm: 'n' }, { domid: cfg.domid, perm: 'r' }]);
-  }
-
-  store = new XenStoreRingTransport(daemon, cfg.domid, mem.bytes(layout.storePfn * 4096, 4096), () => hv.evtchn.setPending(storePort), (l) => trace.warn('xs-ring', l));
   consoleBackend = new ConsoleBackend(mem.bytes(layout.consolePfn * 4096, 4096), (b) => io.console(b), () => hv.evtchn.setPending(consolePort), (l) => trace.warn('console', l));
 
   // vCPU state: enter in ring 0 at `resume`, which IRETQs to the guest's entry point at CPL3.
@@ -200,10 +201,12 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   hv.evtchn.wake = () => {};
   const host: HostInputs = {
     poll: () => {
-      const input = io.takeInput();
-      if (!input) return false;
-      consoleBackend?.input(input);
-      return true;
+      const records = io.takeInput();
+      for (const r of records) {
+        if (r.tag === INPUT_CONSOLE) consoleBackend?.input(r.bytes);
+        else if (r.tag === INPUT_XS) xsDeliver(r.bytes);
+      }
+      return records.length > 0;
     },
     wait: (ms) => io.waitInput(ms),
   };

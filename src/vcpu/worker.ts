@@ -4,11 +4,10 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { PvboxError } from '../errors.js';
 import { formatCounters } from '../trace/trace.js';
 import { runDomain } from '../toolstack/create.js';
-import { INPUT_RING, type WorkerInit } from './worker-protocol.js';
+import { InputRingReader, type WorkerInit } from './worker-protocol.js';
 
 const init = workerData as WorkerInit;
-const ctl = new Int32Array(init.input, 0, 4);
-const ring = new Uint8Array(init.input, 16, INPUT_RING);
+const input = new InputRingReader(init.input);
 const marker = new TextEncoder().encode(init.readyMarker);
 let matched = 0;
 let readyAtMs: number | undefined;
@@ -33,19 +32,12 @@ try {
   const result = await runDomain(init.config, {
     console: (bytes) => { watchReady(bytes); writeAll(1, bytes); },
     log: (line) => writeAll(2, new TextEncoder().encode(`${line}\n`)),
-    takeInput: () => {
-      const w = Atomics.load(ctl, 1), r = Atomics.load(ctl, 2);
-      if (w === r) return undefined;
-      const n = (w - r + INPUT_RING) % INPUT_RING;
-      const out = new Uint8Array(n);
-      for (let i = 0; i < n; i++) out[i] = ring[(r + i) % INPUT_RING]!;
-      Atomics.store(ctl, 2, w);
-      return out;
-    },
-    waitInput: (ms) => {
-      if (Atomics.load(ctl, 1) !== Atomics.load(ctl, 2)) return;
-      Atomics.wait(ctl, 0, 0, ms);
-      Atomics.store(ctl, 0, 0);
+    takeInput: () => input.take(),
+    waitInput: (ms) => input.wait(ms),
+    xsSend: (bytes) => parentPort!.postMessage({ type: 'xs', bytes }),
+    introduce: (info) => {
+      parentPort!.postMessage({ type: 'introduce', info });
+      return input.awaitIntroduction(30_000);
     },
   });
   parentPort!.postMessage({ type: 'exit', reason: result.reason, detail: result.detail, exits: result.exits, counters: formatCounters(result.trace.counters), readyMs: readyAtMs });

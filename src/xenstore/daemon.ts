@@ -10,9 +10,10 @@
 
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HostError, PvboxError } from '../errors.js';
+import { DomainLinkServer } from '../toolstack/domain-link.js';
 import { defaultSocketPaths, XenStoreSocketServer } from './socket-transport.js';
 import type { XsQuota } from './store.js';
 import { XenStored } from './xenstored.js';
@@ -65,9 +66,12 @@ export class XenstoredDaemon {
   readonly servers: readonly XenStoreSocketServer[];
   #stopping: Promise<void> | undefined;
 
-  private constructor(xenstored: XenStored, servers: readonly XenStoreSocketServer[]) {
+  readonly link: DomainLinkServer;
+
+  private constructor(xenstored: XenStored, servers: readonly XenStoreSocketServer[], link: DomainLinkServer) {
     this.xenstored = xenstored;
     this.servers = servers;
+    this.link = link;
   }
 
   /** Create the store with Domain-0's nodes and listen on every socket path. */
@@ -91,7 +95,15 @@ export class XenstoredDaemon {
       await Promise.all(servers.map((s) => s.close()));
       throw e;
     }
-    return new XenstoredDaemon(xenstored, servers);
+    // Domain processes (`pvbox run`) introduce their guests through the link beside the first socket.
+    let link: DomainLinkServer;
+    try {
+      link = await DomainLinkServer.listen(xenstored, join(dirname(paths[0]!), 'pvbox-domains'), log);
+    } catch (e) {
+      await Promise.all(servers.map((s) => s.close()));
+      throw e;
+    }
+    return new XenstoredDaemon(xenstored, servers, link);
   }
 
   get socketPaths(): string[] {
@@ -100,7 +112,7 @@ export class XenstoredDaemon {
 
   /** Disconnect everyone and remove the sockets. Idempotent. */
   stop(): Promise<void> {
-    this.#stopping ??= Promise.all(this.servers.map((s) => s.close())).then(() => undefined);
+    this.#stopping ??= Promise.all([...this.servers.map((s) => s.close()), this.link.close()]).then(() => undefined);
     return this.#stopping;
   }
 }

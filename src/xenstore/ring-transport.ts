@@ -1,17 +1,17 @@
 // XenStore over a guest's shared ring page (xenstore_domain_interface) and event channel: feeds a XenStored connection (tools/xenstored/domain.c readchn/writechn).
 import { ByteRing, isRingBroken, XENSTORE_RING_LAYOUT } from '../ring/byte-ring.js';
-import type { Connection, XenStored } from './xenstored.js';
+/** Where the ring's bytes go: a XenStored connection in this process, or a relay to the daemon. */
+export interface XsEndpoint { receive(chunk: Uint8Array): void }
 
 export class XenStoreRingTransport {
   private readonly ring: ByteRing;
-  private readonly conn: Connection;
+  private readonly conn: XsEndpoint;
   private out: Uint8Array[] = [];
   private stopped = false;
-  constructor(daemon: XenStored, domid: number, page: Uint8Array, private readonly notify: () => void, private readonly log: (l: string) => void) {
+  /** `connect(send)` returns the endpoint requests go to; replies and watch events come back through `send`. */
+  constructor(connect: (send: (bytes: Uint8Array) => void) => XsEndpoint, page: Uint8Array, private readonly notify: () => void, private readonly log: (l: string) => void) {
     this.ring = new ByteRing(page, XENSTORE_RING_LAYOUT);
-    this.conn = daemon.connect(domid, (bytes) => { this.out.push(bytes); this.flush(); }, {
-      onError: (e) => { this.log(`xenstore: domain ${domid} ring: ${e}; stopped serving it`); this.stopped = true; },
-    });
+    this.conn = connect((bytes) => { this.out.push(bytes); this.flush(); });
   }
 
   /** The guest notified the store port: consume requests, answer, push pending replies and events. */

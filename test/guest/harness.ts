@@ -11,8 +11,8 @@ export class GuestSession {
   readonly exited: Promise<number>;
   private waiters: (() => void)[] = [];
 
-  constructor(args: string[]) {
-    this.proc = spawn(process.execPath, [PVBOX, 'run', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  constructor(args: string[], env: NodeJS.ProcessEnv = process.env) {
+    this.proc = spawn(process.execPath, [PVBOX, 'run', ...args], { stdio: ['pipe', 'pipe', 'pipe'], env });
     this.proc.stdout.setEncoding('latin1');
     this.proc.stderr.setEncoding('utf8');
     this.proc.stdout.on('data', (s: string) => { this.output += s; this.wake(); });

@@ -1,0 +1,88 @@
+// Guests under `pvbox xenstored`: they appear in the daemon's store by name, Debian's xenstore-utils see them, and host-side control/shutdown and control/sysrq drive them as under Xen (issue 3).
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { ensureDefaultImage } from '../../src/images/debian.js';
+import { GuestSession, PVBOX } from './harness.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pvbox-xsctl-'));
+const SOCK = join(dir, 'socket');
+const env = { ...process.env, XENSTORED_PATH: SOCK };
+let daemon: ReturnType<typeof spawn> | undefined;
+let skip: string | undefined;
+
+function ensureClients(): string | undefined {
+  if (spawnSync('xenstore-write', ['--help']).error === undefined) return undefined;
+  const aptEnv = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'xenstore-utils'], { stdio: 'ignore', env: aptEnv, timeout: 600_000 }).status === 0;
+  if (install()) return undefined;
+  spawnSync('apt-get', ['update'], { stdio: 'ignore', env: aptEnv, timeout: 600_000 });
+  return install() ? undefined : 'apt-get install xenstore-utils failed';
+}
+const xs = (...a: string[]): string => execFileSync(a[0]!, a.slice(1), { encoding: 'utf8', env });
+
+before(async () => {
+  skip = ensureClients();
+  if (skip) return;
+  daemon = spawn(process.execPath, [PVBOX, 'xenstored', '--foreground', '--socket', SOCK], { stdio: 'ignore', env });
+  for (let i = 0; i < 100 && spawnSync('xenstore-read', ['/local/domain/0/name'], { env }).status !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+});
+after(() => { daemon?.kill('SIGTERM'); });
+
+async function boot(name: string): Promise<{ g: GuestSession; domid: string }> {
+  const img = await ensureDefaultImage();
+  const g = new GuestSession(['--kernel', img.kernel, '--ramdisk', img.initrd, '--name', name], env);
+  await g.waitFor('PVBOX-READY', 240_000);
+  await g.waitFor('# ', 30_000);
+  const ids = xs('xenstore-list', '/local/domain').split('\n').filter(Boolean);
+  const domid = ids.find((id) => spawnSync('xenstore-read', [`/local/domain/${id}/name`], { env, encoding: 'utf8' }).stdout.trim() === name);
+  assert.ok(domid, `domain ${name} not under /local/domain (have ${ids.join(',')})`);
+  return { g, domid };
+}
+
+test('a guest appears by name; control/sysrq and control/shutdown poweroff work; its nodes go away', { timeout: 900_000 }, async (t) => {
+  if (skip) { t.skip(skip); return; }
+  const { g, domid } = await boot('ctl-a');
+  try {
+    assert.equal(xs('xenstore-read', `/local/domain/${domid}/domid`).trim(), domid);
+    // The guest's own drivers announced themselves (Linux manage.c writes control/feature-*).
+    assert.equal(xs('xenstore-read', `/local/domain/${domid}/control/feature-poweroff`).trim(), '1');
+    assert.equal((await g.sh('cat /sys/hypervisor/uuid')).trim(), xs('xenstore-read', `/local/domain/${domid}/vm`).trim().replace('/vm/', ''));
+    const mark = g.output.length;
+    xs('xenstore-write', `/local/domain/${domid}/control/sysrq`, 'h');
+    await g.waitFor(/sysrq: HELP/i, 60_000, mark);
+    assert.equal(xs('xenstore-read', `/local/domain/${domid}/control/sysrq`).replace(/\0/g, '').trim(), '', 'the guest acknowledges by clearing the key');
+    xs('xenstore-write', `/local/domain/${domid}/control/shutdown`, 'poweroff');
+    assert.equal(await g.exited, 0, g.stderr);
+    assert.match(g.stderr, /powered off/);
+    for (let i = 0; i < 50 && xs('xenstore-list', '/local/domain').split('\n').includes(domid); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(!xs('xenstore-list', '/local/domain').split('\n').includes(domid), 'domain nodes removed');
+  } finally { g.kill(); }
+});
+
+test('control/shutdown reboot reboots the guest (pvbox run ends with status 3)', { timeout: 900_000 }, async (t) => {
+  if (skip) { t.skip(skip); return; }
+  const { g, domid } = await boot('ctl-b');
+  try {
+    xs('xenstore-write', `/local/domain/${domid}/control/shutdown`, 'reboot');
+    assert.equal(await g.exited, 3, g.stderr);
+    assert.match(g.stderr, /rebooted/);
+  } finally { g.kill(); }
+});
+
+test('a second guest with the same name is refused with one line', { timeout: 600_000 }, async (t) => {
+  if (skip) { t.skip(skip); return; }
+  const { g } = await boot('ctl-c');
+  try {
+    const img = await ensureDefaultImage();
+    const r = spawnSync(process.execPath, [PVBOX, 'run', '--kernel', img.kernel, '--ramdisk', img.initrd, '--name', 'ctl-c'], { env, encoding: 'utf8', input: '', timeout: 120_000 });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr.trim(), /^pvbox: .*already exists/);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    g.proc.stdin.write('poweroff -f\n');
+    assert.equal(await g.exited, 0);
+  } finally { g.kill(); }
+});

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { PvboxError, UsageError } from '../errors.js';
 import { run } from './run.js';
 import { xenstoredCommand } from '../xenstore/daemon.js';
+import { consoleCommand } from './console.js';
 
 const USAGE = `usage: pvbox <command> [options]
 
@@ -10,6 +11,9 @@ commands:
   run [--kernel FILE] [--ramdisk FILE] [--extra ARGS] [--memory MiB] [--name NAME] [--trace] [--stats]
       boot a Xen PV guest and attach its console (Ctrl-] ends the session).
       Without --kernel, boots the default Debian 12 guest (built on first use).
+  console <domain>
+      attach this terminal to a running guest's console (by name or domain id); Ctrl-] detaches
+      and the guest keeps running.
   xenstored [--socket PATH] [--foreground] [--log FILE]
       serve XenStore to Domain-0 clients (xenstore-utils, pyxs) on a Unix socket, by default
       where libxenstore looks ($XENSTORED_PATH, else /run/xenstored/socket). Without
@@ -31,7 +35,14 @@ export async function main(argv: string[]): Promise<number> {
       if (positionals.length) throw new UsageError(`run: unexpected argument '${positionals[0]}'`);
       const memory = values.memory === undefined ? 512 : Number(values.memory);
       if (!Number.isInteger(memory) || memory <= 0 || memory > 1 << 20) throw new UsageError(`--memory '${values.memory}': expected a size in MiB, e.g. 512`);
-      return run({ kernel: values.kernel, ramdisk: values.ramdisk, extra: values.extra, memory, trace: !!values.trace, stats: !!values.stats, name: values.name ?? 'pvbox-guest' });
+      const name = values.name ?? 'pvbox-guest';
+      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new UsageError(`--name '${name}': use letters, digits, '.', '_' and '-' (at most 64)`);
+      return run({ kernel: values.kernel, ramdisk: values.ramdisk, extra: values.extra, memory, trace: !!values.trace, stats: !!values.stats, name });
+    }
+    case 'console': {
+      const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: {} });
+      if (positionals.length !== 1) throw new UsageError('usage: pvbox console <domain name or id>');
+      return consoleCommand(positionals[0]!);
     }
     case 'xenstored': {
       const { values, positionals } = parseArgs({

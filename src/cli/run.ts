@@ -7,6 +7,7 @@ import type { ShutdownReason } from '../hypervisor/domain.js';
 import { ensureMonitorBinary } from '../monitor/image.js';
 import { INPUT_CONSOLE, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
 import { DomainLinkClient, domainLinkPath } from '../toolstack/domain-link.js';
+import { ConsoleServer, consoleSocketPath } from '../toolstack/console-server.js';
 
 export interface RunOptions { kernel?: string; ramdisk?: string; extra?: string; memory: number; trace: boolean; stats: boolean; name: string }
 
@@ -42,6 +43,8 @@ export async function run(opts: RunOptions): Promise<number> {
     link.onXs = (bytes) => { if (!writer.push(INPUT_XS, bytes)) process.stderr.write('pvbox: XenStore replies dropped: the guest is not reading its ring\n'); };
     link.onClose = () => process.stderr.write(`\npvbox: xenstored closed the link for domain ${domid}\n`);
   }
+  const consoleServer = await ConsoleServer.listen(consoleSocketPath(domid, opts.name), (bytes) => writer.push(INPUT_CONSOLE, bytes))
+    .catch((e: Error) => { process.stderr.write(`pvbox: console socket unavailable (${e.message}); pvbox console cannot attach\n`); return undefined; });
   const worker = new Worker(fileURLToPath(new URL('../vcpu/worker-entry.mjs', import.meta.url)), { workerData: init });
   const stdin = process.stdin;
   const tty = stdin.isTTY;
@@ -54,13 +57,14 @@ export async function run(opts: RunOptions): Promise<number> {
   if (tty) stdin.setRawMode(true);
   stdin.on('data', push);
   stdin.on('error', () => {});
-  const restore = () => { if (tty) stdin.setRawMode(false); stdin.pause(); stdin.off('data', push); link?.close(); };
+  const restore = () => { if (tty) stdin.setRawMode(false); stdin.pause(); stdin.off('data', push); link?.close(); consoleServer?.close(); };
   const t0 = Date.now();
   return await new Promise<number>((resolve) => {
     let readyMs: number | undefined;
     worker.on('message', (m: { type: string; [k: string]: unknown }) => {
       if (m.type === 'ready') readyMs = m.ms as number;
       if (m.type === 'xs') link?.sendXs(m.bytes as Uint8Array);
+      if (m.type === 'console') consoleServer?.broadcast(m.bytes as Uint8Array);
       if (m.type === 'introduce' && link) {
         link.ready({ ...(m.info as Parameters<DomainLinkClient['ready']>[0]) }).then(() => writer.introduced(true), (e) => {
           process.stderr.write(`pvbox: ${(e as Error).message}\n`); writer.introduced(false);

@@ -1,0 +1,38 @@
+// `pvbox console <domain>` from another process: it sees the guest's console and types into it; detaching leaves the guest running.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ensureDefaultImage } from '../../src/images/debian.js';
+import { GuestSession, PVBOX } from './harness.js';
+
+test('pvbox console attaches to a running guest, and the guest outlives the detach', { timeout: 600_000 }, async () => {
+  const env = { ...process.env, PVBOX_RUNDIR: mkdtempSync(join(tmpdir(), 'pvbox-run-')) };
+  const img = await ensureDefaultImage();
+  const g = new GuestSession(['--kernel', img.kernel, '--ramdisk', img.initrd, '--name', 'attach-me'], env);
+  try {
+    await g.waitFor('PVBOX-READY', 240_000);
+    await g.waitFor('# ', 30_000);
+    const c = spawn(process.execPath, [PVBOX, 'console', 'attach-me'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let seen = '';
+    c.stdout.setEncoding('latin1');
+    c.stdout.on('data', (s: string) => { seen += s; });
+    await new Promise((r) => setTimeout(r, 1000));
+    c.stdin.write('echo attached-$((6*7))\n');
+    for (let i = 0; i < 600 && !seen.includes('attached-42'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(seen, /attached-42/, 'the attached console shows the guest\'s answer');
+    assert.match(g.output, /attached-42/, 'and so does the pvbox run terminal');
+    c.kill('SIGTERM');
+    await new Promise((r) => c.on('exit', r));
+    assert.equal((await g.sh('echo still-$((1+1))')).trim(), 'still-2');
+    const r = spawn(process.execPath, [PVBOX, 'console', 'no-such-domain'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let err = '';
+    r.stderr.setEncoding('utf8'); r.stderr.on('data', (s: string) => { err += s; });
+    assert.notEqual(await new Promise((res) => r.on('exit', res)), 0);
+    assert.match(err, /^pvbox: no running domain 'no-such-domain'/);
+    g.proc.stdin.write('poweroff -f\n');
+    assert.equal(await g.exited, 0);
+  } finally { g.kill(); }
+});

@@ -75,14 +75,14 @@ export class DomainLinkServer {
   private serve(xenstored: XenStored, s: Socket, log: (l: string) => void): void {
     const parser = new FrameParser();
     const dom0 = xenstored.store.connect(0, () => {});
-    let domid = 0, uuid = '', conn: Connection | undefined;
+    let domid = 0, uuid = '', name = '', conn: Connection | undefined;
     const fail = (message: string) => { s.end(controlFrame({ op: 'error', message })); };
     s.on('data', (chunk) => parser.feed(chunk, (kind, payload) => {
       if (kind === LINK_XS) { conn?.receive(payload); return; }
       let msg: { op?: string; [k: string]: unknown };
       try { msg = JSON.parse(payload.toString('utf8')); } catch { fail('bad control message'); return; }
       if (msg.op === 'hello' && !domid) {
-        const name = String(msg.name ?? '');
+        name = String(msg.name ?? '');
         if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) { fail(`bad domain name '${name}'`); return; }
         const dir = dom0.directory(0, '/local/domain');
         for (const id of dir.ok ? dir.value : []) {
@@ -96,7 +96,7 @@ export class DomainLinkServer {
         uuid = /^[0-9a-f-]{36}$/.test(String(r.uuid)) ? String(r.uuid) : formatUuid(crypto.getRandomValues(new Uint8Array(16)));
         const num = (v: unknown) => (Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : 0);
         writeDomainNodes(dom0, {
-          domid, name: String(msg.name ?? ''), uuid, memoryKiB: num(r.memoryKiB), vcpus: Math.max(1, num(r.vcpus)),
+          domid, name, uuid, memoryKiB: num(r.memoryKiB), vcpus: Math.max(1, num(r.vcpus)),
           storePort: num(r.storePort), storeMfn: num(r.storeMfn), consolePort: num(r.consolePort), consoleMfn: num(r.consoleMfn),
         });
         xenstored.introduceDomain(domid);

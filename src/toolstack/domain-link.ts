@@ -51,6 +51,8 @@ export interface LinkReady extends Omit<DomainNodeInfo, 'domid' | 'name'> { op: 
 /** Daemon side: accept domain processes, give each a domid, serve its ring stream as that domain. */
 export class DomainLinkServer {
   private readonly inUse = new Set<number>();
+  /** Names of linked domains, including those not yet introduced (built but not 'ready'). */
+  private readonly names = new Set<string>();
   private constructor(readonly path: string, private readonly server: Server) {}
 
   static async listen(xenstored: XenStored, path: string, log: (l: string) => void = () => {}): Promise<DomainLinkServer> {
@@ -84,12 +86,14 @@ export class DomainLinkServer {
       if (msg.op === 'hello' && !domid) {
         name = String(msg.name ?? '');
         if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) { fail(`bad domain name '${name}'`); return; }
+        if (this.names.has(name)) { fail(`a domain named '${name}' already exists`); name = ''; return; }
         const dir = dom0.directory(0, '/local/domain');
         for (const id of dir.ok ? dir.value : []) {
           const n = dom0.read(0, `/local/domain/${id}/name`);
-          if (n.ok && Buffer.from(n.value).toString() === name) { fail(`a domain named '${name}' already exists (domain ${id})`); return; }
+          if (n.ok && Buffer.from(n.value).toString() === name) { fail(`a domain named '${name}' already exists (domain ${id})`); name = ''; return; }
         }
         domid = this.allocate(xenstored);
+        this.names.add(name);
         s.write(controlFrame({ op: 'welcome', domid }));
       } else if (msg.op === 'ready' && domid && !conn) {
         const r = msg as unknown as LinkReady;
@@ -110,6 +114,7 @@ export class DomainLinkServer {
         removeDomainNodes(dom0, domid, uuid);
         xenstored.releaseDomain(domid);
         this.inUse.delete(domid);
+        this.names.delete(name);
       }
       dom0.close();
     });

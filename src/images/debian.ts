@@ -1,4 +1,4 @@
-// The default guest image: Debian 12's kernel and busybox-static packages, fetched with apt and built into a cached initramfs.
+// The default guest image: Debian 12's kernel, busybox-static and xenstore-utils (with its libraries) packages, fetched with apt and built into a cached initramfs.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { aptDownload, aptListsFingerprint, aptShow, aptUpdate, debFileName, extractDeb, metapackageTarget, verifyDeb, type AptRecord } from './deb.js';
 import { buildInitramfs, EXTRA_MODULES, INIT_SCRIPT, XEN_FRONTEND_MODULES } from './initramfs.js';
 import { fmtBytes, Progress, type ProgressTask } from './progress.js';
+import { collectUserland, DLOPENED, PROGRAM_PACKAGES, USERLAND_PACKAGES, type ExtractedPackage } from './userland.js';
 
 export interface GuestImage {
   /** Absolute path of the package's unmodified /boot/vmlinuz-<ver> (bzImage). */
@@ -28,12 +29,12 @@ export interface EnsureImageOptions {
 }
 
 /** Bump when the image layout changes in a way the recipe hash below does not capture. */
-const IMAGE_FORMAT = 1;
+const IMAGE_FORMAT = 2; // 2: dynamically linked Debian programs (/lib, /lib64, /usr/lib → /lib) and their record in image.json
 const BUSYBOX_PACKAGE = 'busybox-static';
 
-/** Identifies how an image is built from its packages: changes to /init or the module list give a new image. */
+/** Identifies how an image is built from its packages: changes to /init, the module list or the userland packages give a new image. */
 export const RECIPE = createHash('sha256')
-  .update(JSON.stringify({ IMAGE_FORMAT, INIT_SCRIPT, XEN_FRONTEND_MODULES, EXTRA_MODULES }))
+  .update(JSON.stringify({ IMAGE_FORMAT, INIT_SCRIPT, XEN_FRONTEND_MODULES, EXTRA_MODULES, USERLAND_PACKAGES, PROGRAM_PACKAGES, DLOPENED }))
   .digest('hex')
   .slice(0, 10);
 
@@ -46,6 +47,10 @@ export interface ImageRecord {
   packageVersion: string;
   kernelVersion: string;
   busyboxVersion: string;
+  /** Debian packages the userland programs and libraries come from, name → version. */
+  userlandPackages: Record<string, string>;
+  /** Programs beyond busybox (image paths) and the shared objects they load. */
+  userland: { programs: string[]; libraries: { soname: string; path: string; package: string }[]; bytes: number };
   kernel: string;
   kernelBytes: number;
   initrd: string;
@@ -72,9 +77,16 @@ function safe(s: string): string {
   return s.replace(/^\d+:/, '').replace(/[^A-Za-z0-9.+~_-]/g, '_');
 }
 
-/** e.g. linux-image-6.1.0-56-amd64_6.1.192-2__busybox-static_1.35.0-4+deb12u1+b1__<recipe> */
-function imageDirName(kernel: AptRecord, busybox: AptRecord): string {
-  return `${safe(kernel.Package!)}_${safe(kernel.Version!)}__${BUSYBOX_PACKAGE}_${safe(busybox.Version!)}__${RECIPE}`;
+/**
+ * e.g. linux-image-6.1.0-56-amd64_6.1.192-2__busybox-static_1.35.0-4+deb12u1+b1__<recipe>-<userland>,
+ * where <userland> hashes the versions of USERLAND_PACKAGES (a libc6 security update gives a new image).
+ */
+function imageDirName(res: Resolved): string {
+  const userland = createHash('sha256')
+    .update(res.userland.map((r) => `${r.Package}=${r.Version}`).join('\n'))
+    .digest('hex')
+    .slice(0, 8);
+  return `${safe(res.kernel.Package!)}_${safe(res.kernel.Version!)}__${BUSYBOX_PACKAGE}_${safe(res.busybox.Version!)}__${RECIPE}-${userland}`;
 }
 
 async function readJson<T>(path: string): Promise<T | undefined> {
@@ -110,16 +122,18 @@ function strip(img: GuestImage): GuestImage {
 interface Resolved {
   kernel: AptRecord;
   busybox: AptRecord;
+  /** USERLAND_PACKAGES, in that order. */
+  userland: AptRecord[];
 }
 
-/** Asks apt (locally, ~1-2 s) which kernel and busybox-static versions the flavour means now. */
+/** Asks apt (locally, ~1-2 s) which kernel, busybox-static and userland package versions the flavour means now. */
 async function resolvePackages(flavour: KernelFlavour): Promise<Resolved> {
   const meta = `linux-image-${flavour}`;
-  const first = await aptShow([meta, BUSYBOX_PACKAGE]);
+  const first = await aptShow([meta, BUSYBOX_PACKAGE, ...USERLAND_PACKAGES]);
   const target = metapackageTarget(first.get(meta)!);
   const spec = target.version ? `${target.name}=${target.version}` : target.name;
   const kernel = (await aptShow([spec])).get(target.name)!;
-  return { kernel, busybox: first.get(BUSYBOX_PACKAGE)! };
+  return { kernel, busybox: first.get(BUSYBOX_PACKAGE)!, userland: USERLAND_PACKAGES.map((p) => first.get(p)!) };
 }
 
 function pidAlive(pid: number): boolean {
@@ -177,7 +191,7 @@ async function pruneDebs(debDir: string, flavour: KernelFlavour, keep: string[])
   const kernelRe = new RegExp(`^linux-image-\\d+\\.\\d+\\.\\d+-\\d+-${flavour.replace(/-/g, '\\-')}_`);
   for (const n of await readdir(debDir).catch(() => [] as string[])) {
     if (keep.includes(n)) continue;
-    if (kernelRe.test(n) || n.startsWith(`${BUSYBOX_PACKAGE}_`)) await rm(join(debDir, n), { force: true });
+    if (kernelRe.test(n) || [BUSYBOX_PACKAGE, ...USERLAND_PACKAGES].some((p) => n.startsWith(`${p}_`))) await rm(join(debDir, n), { force: true });
   }
 }
 
@@ -209,7 +223,8 @@ async function obtainDebs(recs: AptRecord[], cache: string, scratch: string, pro
     return paths;
   }
   const total = missing.reduce((n, r) => n + Number(r.Size ?? 0), 0);
-  const task = progress.task(`downloading ${missing.map((r) => `${r.Package} ${r.Version}`).join(', ')}`);
+  // Versions only while the line stays short (the kernel and busybox); the userland packages by name.
+  const task = progress.task(`downloading ${missing.map((r) => (missing.length <= 2 ? `${r.Package} ${r.Version}` : r.Package)).join(', ')}`);
   try {
     await aptDownload(missing, debDir, join(scratch, 'download'), task);
     task.end(fmtBytes(total));
@@ -227,7 +242,8 @@ async function buildImage(flavour: KernelFlavour, res: Resolved, cache: string, 
   const scratch = join(tmpDir, `build-${process.pid}-${randomBytes(4).toString('hex')}`);
   await mkdir(scratch, { recursive: true });
   try {
-    const [kernelDeb, busyboxDeb] = (await obtainDebs([res.kernel, res.busybox], cache, scratch, progress)) as [string, string];
+    const debs = await obtainDebs([res.kernel, res.busybox, ...res.userland], cache, scratch, progress);
+    const [kernelDeb, busyboxDeb] = debs as [string, string];
 
     const kroot = join(scratch, 'kernel');
     await runTask(progress.task(`extracting ${res.kernel.Package}`), (t) => extractDeb(kernelDeb, kroot, Number(res.kernel['Installed-Size'] ?? 0) * 1024, t));
@@ -245,7 +261,25 @@ async function buildImage(flavour: KernelFlavour, res: Resolved, cache: string, 
     const busybox = await firstExisting([join(bbroot, 'bin', 'busybox'), join(bbroot, 'usr', 'bin', 'busybox')]);
     if (!busybox) throw new Error(`${BUSYBOX_PACKAGE} has no bin/busybox`);
 
-    const built = await runTask(progress.task('building initramfs', 'items'), () => buildInitramfs({ modulesDir: join(modulesBase, kernelVersion), kernelVersion, busybox }), (b) =>
+    // xenstore-utils and the libraries it loads (found through ELF DT_NEEDED), each package in its own tree.
+    const extracted: ExtractedPackage[] = res.userland.map((r) => ({ name: r.Package!, version: r.Version!, root: join(scratch, 'userland', r.Package!) }));
+    const userland = await runTask(
+      progress.task(`extracting ${USERLAND_PACKAGES.join(', ')}`),
+      async (t) => {
+        const total = res.userland.reduce((n, r) => n + Number(r['Installed-Size'] ?? 0) * 1024, 0);
+        let base = 0;
+        for (let i = 0; i < extracted.length; i++) {
+          const size = Number(res.userland[i]!['Installed-Size'] ?? 0) * 1024;
+          const sub: ProgressTask = { update: (done) => t.update(base + Math.min(done, size), total), end: () => undefined, fail: () => undefined };
+          await extractDeb(debs[2 + i]!, extracted[i]!.root, size, sub);
+          base += size;
+        }
+        return collectUserland(extracted);
+      },
+      (u) => `${u.programs.length} programs, ${u.libraries.length} libraries, ${fmtBytes(u.bytes)}`,
+    );
+
+    const built = await runTask(progress.task('building initramfs', 'items'), () => buildInitramfs({ modulesDir: join(modulesBase, kernelVersion), kernelVersion, busybox, userland }), (b) =>
       `${b.modules.modules.length} modules, ${fmtBytes(b.gz.length)} gzip (${fmtBytes(b.cpioBytes)} cpio)`,
     );
 
@@ -263,6 +297,8 @@ async function buildImage(flavour: KernelFlavour, res: Resolved, cache: string, 
       packageVersion: res.kernel.Version!,
       kernelVersion,
       busyboxVersion: res.busybox.Version!,
+      userlandPackages: Object.fromEntries(res.userland.map((r) => [r.Package!, r.Version!])),
+      userland: { programs: userland.programs, libraries: userland.libraries, bytes: userland.bytes },
       kernel: kernelName,
       kernelBytes: (await stat(join(out, kernelName))).size,
       initrd: initrdName,
@@ -279,7 +315,7 @@ async function buildImage(flavour: KernelFlavour, res: Resolved, cache: string, 
     // The image becomes visible in one step; a stale copy (e.g. with missing files) is replaced.
     await rm(finalDir, { recursive: true, force: true });
     await rename(out, finalDir);
-    await pruneDebs(join(cache, 'debs'), flavour, [kernelDeb, busyboxDeb].map((p) => p.slice(p.lastIndexOf('/') + 1)));
+    await pruneDebs(join(cache, 'debs'), flavour, debs.map((p) => p.slice(p.lastIndexOf('/') + 1)));
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
@@ -338,7 +374,7 @@ export async function findCachedImage(opts: { flavour?: KernelFlavour } = {}): P
   } catch {
     return strip(newest);
   }
-  const dir = imageDirName(res.kernel, res.busybox);
+  const dir = imageDirName(res);
   const img = await loadImage(join(cache, 'images', dir), flavour);
   if (!img) return undefined;
   await writeMemo(cache, flavour, fingerprint, dir);
@@ -359,10 +395,10 @@ export async function ensureDefaultImage(opts: EnsureImageOptions = {}): Promise
   const hit = await memoHit(cache, flavour, fingerprint);
   if (hit) return hit;
 
-  let progress = new Progress(!!opts.quiet, 4);
+  let progress = new Progress(!!opts.quiet, 5);
   let updated = false;
   const resolveOrUpdate = async (): Promise<Resolved> => {
-    const task = progress.task(`resolving linux-image-${flavour} and ${BUSYBOX_PACKAGE} with apt-cache`, 'items', false);
+    const task = progress.task(`resolving linux-image-${flavour}, ${BUSYBOX_PACKAGE} and ${USERLAND_PACKAGES.join(', ')} with apt-cache`, 'items', false);
     try {
       const res = await resolvePackages(flavour);
       task.end(`${res.kernel.Package} ${res.kernel.Version}`);
@@ -392,16 +428,16 @@ export async function ensureDefaultImage(opts: EnsureImageOptions = {}): Promise
     progress.note(`cannot resolve packages (${(e as Error).message}); using cached ${old.record.kernelPackage} ${old.packageVersion}`);
     return strip(old);
   }
-  const ready = await loadImage(join(cache, 'images', imageDirName(res.kernel, res.busybox)), flavour);
+  const ready = await loadImage(join(cache, 'images', imageDirName(res)), flavour);
   if (ready) {
-    await writeMemo(cache, flavour, await aptListsFingerprint(), imageDirName(res.kernel, res.busybox));
+    await writeMemo(cache, flavour, await aptListsFingerprint(), imageDirName(res));
     return strip(ready);
   }
 
   await mkdir(cache, { recursive: true });
   return withLock(join(cache, '.build.lock'), progress, async () => {
     for (let attempt = 0; ; attempt++) {
-      const dir = imageDirName(res.kernel, res.busybox);
+      const dir = imageDirName(res);
       const finalDir = join(cache, 'images', dir);
       let img = await loadImage(finalDir, flavour); // built by another process while we waited?
       if (!img) {
@@ -415,7 +451,7 @@ export async function ensureDefaultImage(opts: EnsureImageOptions = {}): Promise
             progress.note('download failed; running apt-get update and retrying');
             await aptUpdate();
             res = await resolvePackages(flavour);
-            progress = new Progress(!!opts.quiet, 4);
+            progress = new Progress(!!opts.quiet, 5);
             continue;
           }
           throw e;

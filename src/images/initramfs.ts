@@ -1,4 +1,4 @@
-// Assembles the default guest initramfs: busybox, the kernel's Xen frontend modules, /init; newc cpio + gzip.
+// Assembles the default guest initramfs: busybox, Debian's xenstore-utils with their libraries, the kernel's Xen frontend modules, /init; newc cpio + gzip.
 
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { CpioWriter } from './cpio.js';
 import { run } from './deb.js';
 import { depmodFiles, selectModules, type ModuleSelection } from './kmod.js';
+import type { Userland } from './userland.js';
 
 /** Frontend drivers a Xen PV guest needs (loaded by modalias at boot; built-ins are skipped). */
 export const XEN_FRONTEND_MODULES = ['xen-blkfront', 'xen-netfront', 'xen-fbfront', 'xen-kbdfront', 'xenfs', 'xen-privcmd'] as const;
@@ -36,6 +37,13 @@ ip link set lo up 2>/dev/null
 if [ -d /sys/bus/xen ]; then
     modprobe -q xenfs 2>/dev/null
     [ -d /proc/xen ] && mount -t xenfs xenfs /proc/xen 2>/dev/null
+    # libxenstore (xenstore-ls & co.) opens /dev/xen/xenbus, the misc device
+    # of the kernel's xenbus_dev_frontend that devtmpfs creates (falling back
+    # to /proc/xen/xenbus from xenfs); make the node if /dev is not devtmpfs.
+    if [ ! -e /dev/xen/xenbus ]; then
+        minor=$(awk '$2 == "xen/xenbus" { print $1 }' /proc/misc)
+        [ -n "$minor" ] && mkdir -p /dev/xen && mknod -m 0600 /dev/xen/xenbus c 10 "$minor"
+    fi
     xen_load() {
         n=0
         for d in /sys/bus/xen/devices/*; do
@@ -115,7 +123,7 @@ export interface InitramfsBuild {
  * Builds the initramfs from an extracted kernel package's module tree
  * (`modulesDir` = .../lib/modules/<kver>) and a static busybox binary.
  */
-export async function buildInitramfs(opts: { modulesDir: string; kernelVersion: string; busybox: string; wanted?: readonly string[] }): Promise<InitramfsBuild> {
+export async function buildInitramfs(opts: { modulesDir: string; kernelVersion: string; busybox: string; wanted?: readonly string[]; userland?: Userland }): Promise<InitramfsBuild> {
   const kver = opts.kernelVersion;
   const modDir = opts.modulesDir;
   const sel = await selectModules(modDir, opts.wanted ?? [...XEN_FRONTEND_MODULES, ...EXTRA_MODULES]);
@@ -126,13 +134,19 @@ export async function buildInitramfs(opts: { modulesDir: string; kernelVersion: 
   w.addDirectory('tmp', 0o1777);
   w.addSymlink('usr/bin', '../bin');
   w.addSymlink('usr/sbin', '../sbin');
+  w.addSymlink('usr/lib', '../lib');
   w.addSymlink('var/run', '../run');
   w.addCharDevice('dev/console', 5, 1, 0o600);
   w.addCharDevice('dev/hvc0', 229, 0, 0o620);
   w.addCharDevice('dev/null', 1, 3, 0o666);
 
+  // Debian programs and their libraries first: a real program wins over a busybox applet of the same name.
+  for (const e of opts.userland?.entries ?? []) {
+    if (e.kind === 'file') w.addFile(e.path, e.data, e.perm);
+    else w.addSymlink(e.path, e.target);
+  }
   w.addFile('bin/busybox', await readFile(opts.busybox), 0o755);
-  for (const applet of await busyboxApplets(opts.busybox)) w.addSymlink(applet, '/bin/busybox');
+  for (const applet of await busyboxApplets(opts.busybox)) if (!w.has(applet)) w.addSymlink(applet, '/bin/busybox');
   w.addFile('init', INIT_SCRIPT, 0o755);
   w.addFile('etc/passwd', PASSWD, 0o644);
   w.addFile('etc/group', GROUP, 0o644);

@@ -124,6 +124,16 @@ export class GuestVirt {
     if ((va & 0xfffn) <= 0xffen) { this.mem.write16(this.translate(va, true), v); return; }
     const b = new Uint8Array(2); new DataView(b.buffer).setUint16(0, v, true); this.copyTo(va, b);
   }
-  /** A guest struct copied in, as a DataView (copy_from_guest of a whole struct). */
-  view(va: bigint, len: number): DataView { const b = this.copyFrom(va, len); return new DataView(b.buffer, b.byteOffset, b.byteLength); }
+  /**
+   * A guest struct as a DataView (copy_from_guest of a whole struct). Within one page it is a view
+   * of guest memory, not a copy: the vCPU that passed it is stopped while its hypercall runs.
+   */
+  view(va: bigint, len: number): DataView {
+    if (Number(BigInt.asUintN(64, va) & 0xfffn) + len <= 4096) {
+      const gpa = this.translate(va, false);
+      return new DataView(this.mem.buffer, gpa, len);
+    }
+    const b = this.copyFrom(va, len);
+    return new DataView(b.buffer, b.byteOffset, b.byteLength);
+  }
 }

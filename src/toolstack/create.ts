@@ -40,7 +40,7 @@ export interface DomainIo {
   console(bytes: Uint8Array): void;
   log(line: string): void;
   /** Records from the host since the last call (non-blocking): console input, XenStore replies. */
-  takeInput(): { tag: number; bytes: Uint8Array }[];
+  takeInput(): readonly { tag: number; bytes: Uint8Array }[];
   /** XenStore requests from the guest's ring, for the remote daemon. */
   xsSend?(bytes: Uint8Array): void;
   /** Introduce the built domain to the remote daemon (writes its nodes); blocks; false if refused. */

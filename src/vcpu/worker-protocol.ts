@@ -40,15 +40,18 @@ export class InputRingWriter {
   introduced(ok: boolean): void { Atomics.store(this.ctl, 3, ok ? 1 : 2); Atomics.notify(this.ctl, 3); }
 }
 
+const NOTHING: readonly { tag: number; bytes: Uint8Array }[] = Object.freeze([]) as never;
+
 /** Domain-thread side. */
 export class InputRingReader {
   private readonly ctl: Int32Array;
   private readonly ring: Uint8Array;
   constructor(sab: SharedArrayBuffer) { this.ctl = new Int32Array(sab, 0, 4); this.ring = new Uint8Array(sab, 16, INPUT_RING); }
-  take(): { tag: number; bytes: Uint8Array }[] {
-    const out: { tag: number; bytes: Uint8Array }[] = [];
+  take(): readonly { tag: number; bytes: Uint8Array }[] {
     let r = Atomics.load(this.ctl, 2);
     const w = Atomics.load(this.ctl, 1);
+    if (r === w) return NOTHING; // the common case, on every exit
+    const out: { tag: number; bytes: Uint8Array }[] = [];
     while (r !== w) {
       const at = (i: number) => this.ring[(r + i) % INPUT_RING]!;
       const tag = at(0), n = at(1) | (at(2) << 8);

@@ -7,7 +7,7 @@ import type { ShutdownReason } from '../hypervisor/domain.js';
 import { ensureMonitorBinary } from '../monitor/image.js';
 import { INPUT_CONSOLE, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
 import { DomainLinkClient, domainLinkPath } from '../toolstack/domain-link.js';
-import { ConsoleServer, consoleSocketPath } from '../toolstack/console-server.js';
+import { ConsoleServer, consoleSocketPath, pickStandaloneDomid } from '../toolstack/console-server.js';
 
 export interface RunOptions { kernel?: string; ramdisk?: string; extra?: string; memory: number; trace: boolean; stats: boolean; name: string }
 
@@ -31,7 +31,7 @@ export async function run(opts: RunOptions): Promise<number> {
   const writer = new InputRingWriter(input);
   // With `pvbox xenstored` running, the guest joins its store (and gets its domid from it).
   const link = await DomainLinkClient.connect(domainLinkPath());
-  const domid = link ? await link.hello(opts.name) : 1;
+  const domid = link ? await link.hello(opts.name) : await pickStandaloneDomid(opts.name);
   const init: WorkerInit = {
     config: {
       name: opts.name, domid, kernel, ramdisk, memoryMiB: opts.memory, monitorBinary, trace: opts.trace,

@@ -27,6 +27,12 @@ test('pvbox console attaches to a running guest, and the guest outlives the deta
     c.kill('SIGTERM');
     await new Promise((r) => c.on('exit', r));
     assert.equal((await g.sh('echo still-$((1+1))')).trim(), 'still-2');
+    // Without xenstored, a second guest may not take a live guest's name.
+    const dup = spawn(process.execPath, [PVBOX, 'run', '--kernel', img.kernel, '--ramdisk', img.initrd, '--name', 'attach-me'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let dupErr = '';
+    dup.stderr.setEncoding('utf8'); dup.stderr.on('data', (s: string) => { dupErr += s; });
+    assert.notEqual(await new Promise((res) => dup.on('exit', res)), 0);
+    assert.match(dupErr.trim(), /^pvbox: a domain named 'attach-me' already exists \(domain 1\)$/);
     const r = spawn(process.execPath, [PVBOX, 'console', 'no-such-domain'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let err = '';
     r.stderr.setEncoding('utf8'); r.stderr.on('data', (s: string) => { err += s; });

@@ -5,9 +5,9 @@ import { findConsoleSocket } from '../toolstack/console-server.js';
 
 const CTRL_RIGHT_BRACKET = 0x1d;
 
-export async function consoleCommand(target: string): Promise<number> {
-  const path = findConsoleSocket(target);
-  if (!path) throw new UsageError(`no running domain '${target}' (no console socket for it)`);
+export async function consoleCommand(target: string, num = 0): Promise<number> {
+  const path = findConsoleSocket(target, num);
+  if (!path) throw new UsageError(num ? `domain '${target}' has no console ${num} (or is not running)` : `no running domain '${target}' (no console socket for it)`);
   const s = createConnection(path);
   const stdin = process.stdin;
   const tty = stdin.isTTY;

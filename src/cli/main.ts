@@ -8,10 +8,10 @@ import { consoleCommand } from './console.js';
 const USAGE = `usage: pvbox <command> [options]
 
 commands:
-  run [--kernel FILE] [--ramdisk FILE] [--extra ARGS] [--memory MiB] [--name NAME] [--trace] [--stats]
+  run [--kernel FILE] [--ramdisk FILE] [--extra ARGS] [--memory MiB] [--name NAME] [--consoles N] [--trace] [--stats]
       boot a Xen PV guest and attach its console (Ctrl-] ends the session).
       Without --kernel, boots the default Debian 12 guest (built on first use).
-  console <domain>
+  console <domain> [--num N]
       attach this terminal to a running guest's console (by name or domain id); Ctrl-] detaches
       and the guest keeps running.
   xenstored [--socket PATH] [--foreground] [--log FILE]
@@ -29,20 +29,24 @@ export async function main(argv: string[]): Promise<number> {
         args: rest, allowPositionals: true, strict: true,
         options: {
           kernel: { type: 'string' }, ramdisk: { type: 'string' }, extra: { type: 'string' }, memory: { type: 'string' },
-          name: { type: 'string' }, trace: { type: 'boolean' }, stats: { type: 'boolean' },
+          name: { type: 'string' }, trace: { type: 'boolean' }, stats: { type: 'boolean' }, consoles: { type: 'string' },
         },
       });
       if (positionals.length) throw new UsageError(`run: unexpected argument '${positionals[0]}'`);
       const memory = values.memory === undefined ? 512 : Number(values.memory);
       if (!Number.isInteger(memory) || memory <= 0 || memory > 1 << 20) throw new UsageError(`--memory '${values.memory}': expected a size in MiB, e.g. 512`);
+      const consoles = values.consoles === undefined ? 0 : Number(values.consoles);
+      if (!Number.isInteger(consoles) || consoles < 0 || consoles > 8) throw new UsageError(`--consoles '${values.consoles}': 0-8 secondary consoles`);
       const name = values.name ?? 'pvbox-guest';
       if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new UsageError(`--name '${name}': use letters, digits, '.', '_' and '-' (at most 64)`);
-      return run({ kernel: values.kernel, ramdisk: values.ramdisk, extra: values.extra, memory, trace: !!values.trace, stats: !!values.stats, name });
+      return run({ kernel: values.kernel, ramdisk: values.ramdisk, extra: values.extra, memory, trace: !!values.trace, stats: !!values.stats, name, consoles });
     }
     case 'console': {
-      const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: {} });
-      if (positionals.length !== 1) throw new UsageError('usage: pvbox console <domain name or id>');
-      return consoleCommand(positionals[0]!);
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { num: { type: 'string' } } });
+      if (positionals.length !== 1) throw new UsageError('usage: pvbox console <domain name or id> [--num N]');
+      const num = values.num === undefined ? 0 : Number(values.num);
+      if (!Number.isInteger(num) || num < 0 || num > 8) throw new UsageError(`--num '${values.num}': a console number 0-8`);
+      return consoleCommand(positionals[0]!, num);
     }
     case 'xenstored': {
       const { values, positionals } = parseArgs({

@@ -5,11 +5,11 @@ import { fileURLToPath } from 'node:url';
 import { UsageError } from '../errors.js';
 import type { ShutdownReason } from '../hypervisor/domain.js';
 import { ensureMonitorBinary } from '../monitor/image.js';
-import { INPUT_CONSOLE, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
+import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
 import { DomainLinkClient, domainLinkPath } from '../toolstack/domain-link.js';
 import { ConsoleServer, consoleSocketPath, pickStandaloneDomid } from '../toolstack/console-server.js';
 
-export interface RunOptions { kernel?: string; ramdisk?: string; extra?: string; memory: number; trace: boolean; stats: boolean; name: string }
+export interface RunOptions { kernel?: string; ramdisk?: string; extra?: string; memory: number; trace: boolean; stats: boolean; name: string; consoles?: number }
 
 /** Exit status per shutdown reason: 0 poweroff, distinct non-zero codes otherwise. */
 export const EXIT_STATUS: Record<ShutdownReason, number> = { poweroff: 0, reboot: 3, suspend: 4, crash: 2, watchdog: 5, soft_reset: 6 };
@@ -35,7 +35,7 @@ export async function run(opts: RunOptions): Promise<number> {
   const init: WorkerInit = {
     config: {
       name: opts.name, domid, kernel, ramdisk, memoryMiB: opts.memory, monitorBinary, trace: opts.trace,
-      cmdline: ['console=hvc0', opts.extra ?? ''].join(' ').trim(), xenstoreRemote: !!link,
+      cmdline: ['console=hvc0', opts.extra ?? ''].join(' ').trim(), xenstoreRemote: !!link, consoles: opts.consoles ?? 0,
     },
     input, readyMarker: READY_MARKER,
   };
@@ -45,6 +45,11 @@ export async function run(opts: RunOptions): Promise<number> {
   }
   const consoleServer = await ConsoleServer.listen(consoleSocketPath(domid, opts.name), (bytes) => writer.push(INPUT_CONSOLE, bytes))
     .catch((e: Error) => { process.stderr.write(`pvbox: console socket unavailable (${e.message}); pvbox console cannot attach\n`); return undefined; });
+  const secondaryServers = new Map<number, ConsoleServer>();
+  for (let n = 1; n <= (opts.consoles ?? 0); n++) {
+    const server = await ConsoleServer.listen(consoleSocketPath(domid, opts.name, n), (bytes) => writer.push(INPUT_CONSOLE_N, Buffer.concat([Buffer.of(n), bytes])));
+    secondaryServers.set(n, server);
+  }
   const worker = new Worker(fileURLToPath(new URL('../vcpu/worker-entry.mjs', import.meta.url)), { workerData: init });
   const stdin = process.stdin;
   const tty = stdin.isTTY;
@@ -57,14 +62,18 @@ export async function run(opts: RunOptions): Promise<number> {
   if (tty) stdin.setRawMode(true);
   stdin.on('data', push);
   stdin.on('error', () => {});
-  const restore = () => { if (tty) stdin.setRawMode(false); stdin.pause(); stdin.off('data', push); link?.close(); consoleServer?.close(); };
+  const restore = () => {
+    if (tty) stdin.setRawMode(false);
+    stdin.pause(); stdin.off('data', push); link?.close(); consoleServer?.close();
+    for (const s of secondaryServers.values()) s.close();
+  };
   const t0 = Date.now();
   return await new Promise<number>((resolve) => {
     let readyMs: number | undefined;
     worker.on('message', (m: { type: string; [k: string]: unknown }) => {
       if (m.type === 'ready') readyMs = m.ms as number;
       if (m.type === 'xs') link?.sendXs(m.bytes as Uint8Array);
-      if (m.type === 'console') consoleServer?.broadcast(m.bytes as Uint8Array);
+      if (m.type === 'console') (m.devid ? secondaryServers.get(m.devid as number) : consoleServer)?.broadcast(m.bytes as Uint8Array);
       if (m.type === 'introduce' && link) {
         link.ready({ ...(m.info as Parameters<DomainLinkClient['ready']>[0]) }).then(() => writer.introduced(true), (e) => {
           process.stderr.write(`pvbox: ${(e as Error).message}\n`); writer.introduced(false);

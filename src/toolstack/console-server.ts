@@ -6,17 +6,18 @@ import { join } from 'node:path';
 
 /** Where pvbox keeps per-domain sockets: $PVBOX_RUNDIR, or /run/pvbox. */
 export function runDir(env: NodeJS.ProcessEnv = process.env): string { return env.PVBOX_RUNDIR ?? '/run/pvbox'; }
-export function consoleSocketPath(domid: number, name: string, env: NodeJS.ProcessEnv = process.env): string {
-  return join(runDir(env), `console-${domid}-${name}`);
+/** console-<domid>-<name> for the primary console, console-<domid>-<name>@<n> for device/console/n. */
+export function consoleSocketPath(domid: number, name: string, num = 0, env: NodeJS.ProcessEnv = process.env): string {
+  return join(runDir(env), `console-${domid}-${name}${num ? `@${num}` : ''}`);
 }
 
 /** The console socket of a running domain, by name or domid. */
-export function findConsoleSocket(target: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function findConsoleSocket(target: string, num = 0, env: NodeJS.ProcessEnv = process.env): string | undefined {
   let entries: string[];
   try { entries = readdirSync(runDir(env)); } catch { return undefined; }
   for (const e of entries) {
-    const m = /^console-(\d+)-(.+)$/.exec(e);
-    if (m && (m[2] === target || m[1] === target)) return join(runDir(env), e);
+    const m = /^console-(\d+)-([^@]+)(?:@(\d+))?$/.exec(e);
+    if (m && (m[2] === target || m[1] === target) && Number(m[3] ?? 0) === num) return join(runDir(env), e);
   }
   return undefined;
 }
@@ -39,7 +40,7 @@ export async function pickStandaloneDomid(name: string, env: NodeJS.ProcessEnv =
   try { entries = readdirSync(runDir(env)); } catch { /* none yet */ }
   const used = new Set<number>();
   for (const e of entries) {
-    const m = /^console-(\d+)-(.+)$/.exec(e);
+    const m = /^console-(\d+)-([^@]+)$/.exec(e);
     if (!m || !(await socketIsLive(join(runDir(env), e)))) continue;
     if (m[2] === name) throw new UsageError(`a domain named '${name}' already exists (domain ${m[1]})`);
     used.add(Number(m[1]));

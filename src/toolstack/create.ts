@@ -4,7 +4,7 @@ import { loadKernelCached } from '../builder/kernel-cache.js';
 import { cacheDir } from '../images/debian.js';
 import { writeStartInfo } from '../builder/start_info.js';
 import { type BootLayout, buildPvDomain } from '../builder/xc_dom.js';
-import { ConsoleBackend } from '../backends/console.js';
+import { ConsoleBackend } from '../backends/console/ring.js';
 import { HostError, ImageError } from '../errors.js';
 import { buildCpuidPolicy } from '../hypervisor/cpuid.js';
 import { Domain, type ShutdownReason } from '../hypervisor/domain.js';
@@ -20,7 +20,10 @@ import { Kicker } from '../vcpu/kick.js';
 import { type HostInputs, VcpuRunner } from '../vcpu/run-loop.js';
 import { XenStoreRingTransport } from '../xenstore/ring-transport.js';
 import { XenStored } from '../xenstore/xenstored.js';
-import { INPUT_CONSOLE, INPUT_XS } from '../vcpu/worker-protocol.js';
+import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_XS } from '../vcpu/worker-protocol.js';
+import { createDevice } from '../xenbus/device.js';
+import { type ConsoleDataplane, ConsoleXenbusBackend } from '../backends/console/device.js';
+import { GrantAccess } from '../hypervisor/grant_table_backend.js';
 import { type DomainNodeInfo, formatUuid, writeDomainNodes } from './domain-nodes.js';
 
 export interface DomainConfig {
@@ -34,10 +37,13 @@ export interface DomainConfig {
   trace: boolean;
   /** XenStore is a running `pvbox xenstored` (reached through the main thread); otherwise an in-process store. */
   xenstoreRemote?: boolean;
+  /** Secondary consoles (device/console/1..N) besides the primary one. */
+  consoles?: number;
 }
 
 export interface DomainIo {
-  console(bytes: Uint8Array): void;
+  /** Guest console output: `devid` 0 is the primary console (hvc0), N the secondary device/console/N. */
+  console(bytes: Uint8Array, devid?: number): void;
   log(line: string): void;
   /** Records from the host since the last call (non-blocking): console input, XenStore replies. */
   takeInput(): readonly { tag: number; bytes: Uint8Array }[];
@@ -145,6 +151,27 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   let xsDeliver: (bytes: Uint8Array) => void = () => {};
   const storePage = mem.bytes(layout.storePfn * 4096, 4096);
   const notifyStore = () => hv.evtchn.setPending(storePort);
+  // The consoles' data plane: map the granted ring, bind the frontend's port, move the bytes.
+  const grants = new GrantAccess(hv.gnttab, { backendDomid: 0, pageTypes: hv.mm.types });
+  const secondary = new Map<number, { backend: ConsoleBackend; port: number; handle: number }>();
+  const consoleDataplane: ConsoleDataplane = {
+    attach: (devid, ringRef, port) => {
+      const m = grants.map(ringRef, { readonly: false });
+      if (m.status !== 0 || !('bytes' in m)) return `cannot map ring-ref ${ringRef} (grant status ${m.status})`;
+      const backend = new ConsoleBackend(m.bytes, (b) => io.console(b, devid), () => hv.evtchn.setPending(port), (l) => trace.warn(`console${devid}`, l));
+      if (hv.evtchn.connectHost(port, () => backend.onGuestNotify()) !== 0) { grants.unmap(m.handle); return `port ${port} is not an unbound port for Domain-0`; }
+      secondary.set(devid, { backend, port, handle: m.handle });
+      return undefined;
+    },
+    detach: (devid) => {
+      const c = secondary.get(devid);
+      if (!c) return;
+      hv.evtchn.disconnectHost(c.port);
+      grants.unmap(c.handle);
+      secondary.delete(devid);
+    },
+  };
+  if (cfg.xenstoreRemote && cfg.consoles) throw new HostError('secondary consoles are not supported yet when guests join pvbox xenstored');
   if (cfg.xenstoreRemote) {
     if (!io.introduce?.(nodeInfo) || !io.xsSend) throw new HostError('xenstored did not accept the domain');
     const xsSend = io.xsSend;
@@ -157,6 +184,14 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
     dom0.write(0, '/local/domain/0/domid', '0');
     writeDomainNodes(dom0, { domid: cfg.domid, ...nodeInfo });
     daemon.introduceDomain(cfg.domid);
+    // Secondary consoles: xenbus devices whose rings the guest grants (control plane here, data plane below).
+    for (let i = 1; i <= (cfg.consoles ?? 0); i++) {
+      const dev = createDevice<ConsoleDataplane>(daemon.store, {
+        type: 'console', frontendDomid: cfg.domid, devid: i,
+        frontendNodes: { limit: 1048576, type: 'xenconsoled', output: 'pty', tty: '' },
+      }, { log: (l) => trace.warn(`console${i}`, l) });
+      dev.start(new ConsoleXenbusBackend(i), consoleDataplane);
+    }
     store = new XenStoreRingTransport((send) => daemon.connect(cfg.domid, send, {
       onError: (e) => trace.warn('xs-ring', `xenstore: domain ${cfg.domid} ring: ${e}; stopped serving it`),
     }), storePage, notifyStore, (l) => trace.warn('xs-ring', l));
@@ -204,6 +239,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
       const records = io.takeInput();
       for (const r of records) {
         if (r.tag === INPUT_CONSOLE) consoleBackend?.input(r.bytes);
+        else if (r.tag === INPUT_CONSOLE_N && r.bytes.length > 0) secondary.get(r.bytes[0]!)?.backend.input(r.bytes.subarray(1));
         else if (r.tag === INPUT_XS) xsDeliver(r.bytes);
       }
       return records.length > 0;
@@ -213,7 +249,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   const runner = new VcpuRunner(hv, v, kicker, host);
   const t0 = Date.now();
   try {
-    runner.run();
+    await runner.run();
   } catch (e) {
     d.crash(`pvbox internal error: ${(e as Error).stack ?? e}`);
   }

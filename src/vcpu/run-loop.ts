@@ -32,11 +32,16 @@ export class VcpuRunner {
 
   constructor(readonly hv: Hypervisor, readonly v: Vcpu, readonly kicker: Kicker, readonly host: HostInputs) { this.d = hv.d; }
 
-  /** Run until the domain shuts down. */
-  run(): void {
+  /**
+   * Run until the domain shuts down. Async only so that promise jobs queued by host-side work
+   * (the xenbus backends' watch handlers) run between exits: the loop yields a microtask turn
+   * after each one, never a macrotask.
+   */
+  async run(): Promise<void> {
     const d = this.d, v = this.v, kvm = v.kvm, trace = d.trace;
     v.prepareResume();
     while (!d.shutdownReason) {
+      await undefined;
       if (this.blocked) { this.waitBlocked(); continue; }
       this.kicker.arm(this.nextDeadlineMono());
       const reason = kvm.runOnce();

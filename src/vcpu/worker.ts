@@ -30,7 +30,10 @@ function writeAll(fd: number, bytes: Uint8Array): void {
 
 try {
   const result = await runDomain(init.config, {
-    console: (bytes) => { watchReady(bytes); writeAll(1, bytes); parentPort!.postMessage({ type: 'console', bytes }); },
+    console: (bytes, devid = 0) => {
+      if (devid === 0) { watchReady(bytes); writeAll(1, bytes); }
+      parentPort!.postMessage({ type: 'console', devid, bytes });
+    },
     log: (line) => writeAll(2, new TextEncoder().encode(`${line}\n`)),
     takeInput: () => input.take(),
     waitInput: (ms) => input.wait(ms),

@@ -42,3 +42,35 @@ test('pvbox console attaches to a running guest, and the guest outlives the deta
     assert.equal(await g.exited, 0);
   } finally { g.kill(); }
 });
+
+test('secondary consoles: device/console/1 connects through xenbus and pvbox console --num 1 carries it both ways', { timeout: 600_000 }, async () => {
+  const env = { ...process.env, PVBOX_RUNDIR: mkdtempSync(join(tmpdir(), 'pvbox-run-')) };
+  const img = await ensureDefaultImage();
+  const g = new GuestSession(['--kernel', img.kernel, '--ramdisk', img.initrd, '--name', 'two-consoles', '--consoles', '1'], env);
+  try {
+    await g.waitFor('PVBOX-READY', 240_000);
+    await g.waitFor('# ', 30_000);
+    // The guest's hvc_xen granted a ring and an event channel, and both ends are Connected (XenbusStateConnected = 4).
+    const fe = await g.sh('xenstore-read device/console/1/state device/console/1/ring-ref device/console/1/port');
+    const [state, ref, port] = fe.trim().split('\n');
+    assert.equal(state, '4');
+    assert.match(ref ?? '', /^\d+$/);
+    assert.match(port ?? '', /^\d+$/);
+    const c = spawn(process.execPath, [PVBOX, 'console', 'two-consoles', '--num', '1'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let seen = '';
+    c.stdout.setEncoding('latin1');
+    c.stdout.on('data', (s: string) => { seen += s; });
+    await new Promise((r) => setTimeout(r, 1000));
+    await g.sh('echo out-$((40+2)) > /dev/hvc1');
+    for (let i = 0; i < 300 && !seen.includes('out-42'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(seen, /out-42/);
+    // Typed into the attached console, read by the guest from /dev/hvc1.
+    const reader = g.sh('head -c 6 /dev/hvc1', 120_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    c.stdin.write('in-123\n'); // the tty is in canonical mode: a line
+    assert.match(await reader, /in-123/);
+    c.kill('SIGTERM');
+    g.proc.stdin.write('poweroff -f\n');
+    assert.equal(await g.exited, 0);
+  } finally { g.kill(); }
+});

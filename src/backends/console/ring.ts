@@ -1,5 +1,5 @@
 // The primary PV console backend (xenconsoled's role): the guest's xencons_interface ring ↔ a byte sink and source (tools/console/daemon/io.c; public/io/console.h).
-import { ByteRing, isRingBroken, XENCONS_RING_LAYOUT } from '../ring/byte-ring.js';
+import { ByteRing, isRingBroken, XENCONS_RING_LAYOUT } from '../../ring/byte-ring.js';
 
 export class ConsoleBackend {
   private readonly ring: ByteRing;

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { UsageError } from '../errors.js';
 import type { ShutdownReason } from '../hypervisor/domain.js';
 import { ensureMonitorBinary } from '../monitor/image.js';
-import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
+import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
 import { DomainLinkClient, domainLinkPath } from '../toolstack/domain-link.js';
 import { ConsoleServer, consoleSocketPath, pickStandaloneDomid } from '../toolstack/console-server.js';
 
@@ -42,6 +42,7 @@ export async function run(opts: RunOptions): Promise<number> {
   if (link) {
     link.onXs = (bytes) => { if (!writer.push(INPUT_XS, bytes)) process.stderr.write('pvbox: XenStore replies dropped: the guest is not reading its ring\n'); };
     link.onClose = () => process.stderr.write(`\npvbox: xenstored closed the link for domain ${domid}\n`);
+    link.onControl = (msg) => writer.push(INPUT_CONTROL, Buffer.from(JSON.stringify(msg)));
   }
   const consoleServer = await ConsoleServer.listen(consoleSocketPath(domid, opts.name), (bytes) => writer.push(INPUT_CONSOLE, bytes))
     .catch((e: Error) => { process.stderr.write(`pvbox: console socket unavailable (${e.message}); pvbox console cannot attach\n`); return undefined; });
@@ -73,6 +74,7 @@ export async function run(opts: RunOptions): Promise<number> {
     worker.on('message', (m: { type: string; [k: string]: unknown }) => {
       if (m.type === 'ready') readyMs = m.ms as number;
       if (m.type === 'xs') link?.sendXs(m.bytes as Uint8Array);
+      if (m.type === 'control') link?.sendControl(m.msg as object);
       if (m.type === 'console') (m.devid ? secondaryServers.get(m.devid as number) : consoleServer)?.broadcast(m.bytes as Uint8Array);
       if (m.type === 'introduce' && link) {
         link.ready({ ...(m.info as Parameters<DomainLinkClient['ready']>[0]) }).then(() => writer.introduced(true), (e) => {

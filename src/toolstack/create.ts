@@ -20,7 +20,7 @@ import { Kicker } from '../vcpu/kick.js';
 import { type HostInputs, VcpuRunner } from '../vcpu/run-loop.js';
 import { XenStoreRingTransport } from '../xenstore/ring-transport.js';
 import { XenStored } from '../xenstore/xenstored.js';
-import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_XS } from '../vcpu/worker-protocol.js';
+import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS } from '../vcpu/worker-protocol.js';
 import { createDevice } from '../xenbus/device.js';
 import { type ConsoleDataplane, ConsoleXenbusBackend } from '../backends/console/device.js';
 import { GrantAccess } from '../hypervisor/grant_table_backend.js';
@@ -50,7 +50,9 @@ export interface DomainIo {
   /** XenStore requests from the guest's ring, for the remote daemon. */
   xsSend?(bytes: Uint8Array): void;
   /** Introduce the built domain to the remote daemon (writes its nodes); blocks; false if refused. */
-  introduce?(info: Omit<DomainNodeInfo, 'domid'>): boolean;
+  introduce?(info: Omit<DomainNodeInfo, 'domid'> & { consoles: number }): boolean;
+  /** Answer a request of the remote daemon (device attached). */
+  control?(msg: object): void;
   /** Block until input may be available or timeoutMs passes. */
   waitInput(timeoutMs: number): void;
 }
@@ -151,6 +153,17 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   let xsDeliver: (bytes: Uint8Array) => void = () => {};
   const storePage = mem.bytes(layout.storePfn * 4096, 4096);
   const notifyStore = () => hv.evtchn.setPending(storePort);
+  /** A request of pvbox xenstored (the control plane) about one of this domain's devices. */
+  const onDaemonRequest = (bytes: Uint8Array): void => {
+    let m: { op?: string; devid?: unknown; ringRef?: unknown; port?: unknown };
+    try { m = JSON.parse(new TextDecoder().decode(bytes)); } catch { return; }
+    const devid = Number(m.devid);
+    if (!Number.isInteger(devid) || devid < 1 || devid > (cfg.consoles ?? 0)) return;
+    if (m.op === 'console-attach') {
+      const error = consoleDataplane.attach(devid, Number(m.ringRef), Number(m.port)) as string | undefined;
+      io.control?.({ op: 'console-attached', devid, ...(error ? { error } : {}) });
+    } else if (m.op === 'console-detach') consoleDataplane.detach(devid);
+  };
   // The consoles' data plane: map the granted ring, bind the frontend's port, move the bytes.
   const grants = new GrantAccess(hv.gnttab, { backendDomid: 0, pageTypes: hv.mm.types });
   const secondary = new Map<number, { backend: ConsoleBackend; port: number; handle: number }>();
@@ -171,9 +184,9 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
       secondary.delete(devid);
     },
   };
-  if (cfg.xenstoreRemote && cfg.consoles) throw new HostError('secondary consoles are not supported yet when guests join pvbox xenstored');
   if (cfg.xenstoreRemote) {
-    if (!io.introduce?.(nodeInfo) || !io.xsSend) throw new HostError('xenstored did not accept the domain');
+    // The daemon runs the secondary consoles' xenbus state machines and asks us to attach their rings.
+    if (!io.introduce?.({ ...nodeInfo, consoles: cfg.consoles ?? 0 }) || !io.xsSend) throw new HostError('xenstored did not accept the domain');
     const xsSend = io.xsSend;
     store = new XenStoreRingTransport((send) => { xsDeliver = send; return { receive: (chunk) => xsSend(chunk) }; }, storePage, notifyStore, (l) => trace.warn('xs-ring', l));
   } else {
@@ -240,6 +253,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
       for (const r of records) {
         if (r.tag === INPUT_CONSOLE) consoleBackend?.input(r.bytes);
         else if (r.tag === INPUT_CONSOLE_N && r.bytes.length > 0) secondary.get(r.bytes[0]!)?.backend.input(r.bytes.subarray(1));
+        else if (r.tag === INPUT_CONTROL) onDaemonRequest(r.bytes);
         else if (r.tag === INPUT_XS) xsDeliver(r.bytes);
       }
       return records.length > 0;

@@ -11,6 +11,8 @@ import { HostError } from '../errors.js';
 import { formatUuid, removeDomainNodes, writeDomainNodes, type DomainNodeInfo } from './domain-nodes.js';
 import { defaultSocketPaths } from '../xenstore/socket-transport.js';
 import type { Connection, XenStored } from '../xenstore/xenstored.js';
+import { createDevice, destroyDevice, type XenbusDevice } from '../xenbus/device.js';
+import { type ConsoleDataplane, ConsoleXenbusBackend } from '../backends/console/device.js';
 
 export const LINK_CONTROL = 1, LINK_XS = 2;
 const MAX_FRAME = 64 * 1024;
@@ -46,7 +48,15 @@ export class FrameParser {
 }
 
 export interface LinkHello { op: 'hello'; name: string }
-export interface LinkReady extends Omit<DomainNodeInfo, 'domid' | 'name'> { op: 'ready' }
+export interface LinkReady extends Omit<DomainNodeInfo, 'domid' | 'name'> { op: 'ready'; consoles?: number }
+
+/**
+ * Devices across the link: the daemon runs each device's xenbus state machine next to the store
+ * (control plane) and asks the domain process to attach or detach its ring (data plane):
+ * daemon → domain {op:'console-attach', devid, ringRef, port} answered by {op:'console-attached',
+ * devid, error?}; daemon → domain {op:'console-detach', devid}.
+ */
+const MAX_CONSOLES = 8;
 
 /** Daemon side: accept domain processes, give each a domid, serve its ring stream as that domain. */
 export class DomainLinkServer {
@@ -78,11 +88,28 @@ export class DomainLinkServer {
     const parser = new FrameParser();
     const dom0 = xenstored.store.connect(0, () => {});
     let domid = 0, uuid = '', name = '', conn: Connection | undefined;
+    const devices: XenbusDevice<ConsoleDataplane>[] = [];
+    const pendingAttach = new Map<number, (err: string | undefined) => void>();
+    const remoteConsoles: ConsoleDataplane = {
+      attach: (devid, ringRef, port) => new Promise((resolve) => {
+        pendingAttach.get(devid)?.('superseded');
+        pendingAttach.set(devid, resolve);
+        s.write(controlFrame({ op: 'console-attach', devid, ringRef, port }));
+      }),
+      detach: (devid) => { if (!s.destroyed) s.write(controlFrame({ op: 'console-detach', devid })); },
+    };
     const fail = (message: string) => { s.end(controlFrame({ op: 'error', message })); };
     s.on('data', (chunk) => parser.feed(chunk, (kind, payload) => {
       if (kind === LINK_XS) { conn?.receive(payload); return; }
       let msg: { op?: string; [k: string]: unknown };
       try { msg = JSON.parse(payload.toString('utf8')); } catch { fail('bad control message'); return; }
+      if (msg.op === 'console-attached' && conn) {
+        const devid = Number(msg.devid);
+        const done = pendingAttach.get(devid);
+        pendingAttach.delete(devid);
+        done?.(typeof msg.error === 'string' ? msg.error.slice(0, 200) : undefined);
+        return;
+      }
       if (msg.op === 'hello' && !domid) {
         name = String(msg.name ?? '');
         if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) { fail(`bad domain name '${name}'`); return; }
@@ -105,10 +132,22 @@ export class DomainLinkServer {
         });
         xenstored.introduceDomain(domid);
         conn = xenstored.connect(domid, (bytes) => s.write(encodeFrame(LINK_XS, bytes)));
+        for (let i = 1; i <= Math.min(MAX_CONSOLES, num(r.consoles)); i++) {
+          try {
+            const dev = createDevice<ConsoleDataplane>(xenstored.store, {
+              type: 'console', frontendDomid: domid, devid: i,
+              frontendNodes: { limit: 1048576, type: 'xenconsoled', output: 'pty', tty: '' },
+            }, { log });
+            dev.start(new ConsoleXenbusBackend(i), remoteConsoles);
+            devices.push(dev);
+          } catch (e) { log(`domain ${domid}: console ${i}: ${(e as Error).message}`); }
+        }
         s.write(controlFrame({ op: 'introduced', domid }));
       } else fail(`unexpected control message '${String(msg.op)}'`);
     }));
     s.on('close', () => {
+      for (const done of pendingAttach.values()) done('the domain process went away');
+      for (const dev of devices) destroyDevice(dev);
       conn?.close();
       if (domid) {
         removeDomainNodes(dom0, domid, uuid);
@@ -131,12 +170,15 @@ export class DomainLinkClient {
   private readonly parser = new FrameParser();
   private waiters: ((m: { op: string; [k: string]: unknown }) => void)[] = [];
   onXs: (bytes: Uint8Array) => void = () => {};
+  /** Requests the daemon makes of this domain (device attach/detach). */
+  onControl: (msg: { op: string; [k: string]: unknown }) => void = () => {};
   onClose: () => void = () => {};
   private constructor(private readonly s: Socket) {
     s.on('data', (chunk) => this.parser.feed(chunk, (kind, payload) => {
       if (kind === LINK_XS) { this.onXs(payload); return; }
-      let m: { op: string };
+      let m: { op: string; [k: string]: unknown };
       try { m = JSON.parse(payload.toString('utf8')); } catch { return; }
+      if (m.op === 'console-attach' || m.op === 'console-detach') { this.onControl(m); return; }
       this.waiters.shift()?.(m);
     }));
     s.on('close', () => { for (const w of this.waiters.splice(0)) w({ op: 'error', message: 'xenstored closed the link' }); this.onClose(); });
@@ -169,5 +211,6 @@ export class DomainLinkClient {
   }
 
   sendXs(bytes: Uint8Array): void { this.s.write(encodeFrame(LINK_XS, bytes)); }
+  sendControl(msg: object): void { this.s.write(controlFrame(msg)); }
   close(): void { this.s.end(); }
 }

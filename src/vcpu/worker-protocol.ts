@@ -8,8 +8,8 @@ export interface WorkerInit {
   readyMarker: string;
 }
 export const INPUT_RING = 256 * 1024;
-/** Record tags: primary console input, XenStore bytes, secondary console input (first byte: devid). */
-export const INPUT_CONSOLE = 1, INPUT_XS = 2, INPUT_CONSOLE_N = 3;
+/** Record tags: primary console input, XenStore bytes, secondary console input (first byte: devid), a JSON request from xenstored. */
+export const INPUT_CONSOLE = 1, INPUT_XS = 2, INPUT_CONSOLE_N = 3, INPUT_CONTROL = 4;
 const HDR = 3; // tag u8, length u16
 
 export function newInputBuffer(): SharedArrayBuffer { return new SharedArrayBuffer(16 + INPUT_RING); }

@@ -38,6 +38,7 @@ try {
     takeInput: () => input.take(),
     waitInput: (ms) => input.wait(ms),
     xsSend: (bytes) => parentPort!.postMessage({ type: 'xs', bytes }),
+    control: (msg) => parentPort!.postMessage({ type: 'control', msg }),
     introduce: (info) => {
       parentPort!.postMessage({ type: 'introduce', info });
       return input.awaitIntroduction(30_000);

@@ -86,3 +86,32 @@ test('a second guest with the same name is refused with one line', { timeout: 60
     assert.equal(await g.exited, 0);
   } finally { g.kill(); }
 });
+
+test('secondary console under the daemon: xenstored runs the backend state machine, the domain process the ring', { timeout: 900_000 }, async (t) => {
+  if (skip) { t.skip(skip); return; }
+  const img = await ensureDefaultImage();
+  const runEnv = { ...env, PVBOX_RUNDIR: join(dir, 'run') };
+  const g = new GuestSession(['--kernel', img.kernel, '--ramdisk', img.initrd, '--name', 'ctl-d', '--consoles', '1'], runEnv);
+  try {
+    await g.waitFor('PVBOX-READY', 240_000);
+    await g.waitFor('# ', 30_000);
+    const ids = xs('xenstore-list', '/local/domain').split('\n').filter(Boolean);
+    const domid = ids.find((id) => spawnSync('xenstore-read', [`/local/domain/${id}/name`], { env, encoding: 'utf8' }).stdout.trim() === 'ctl-d');
+    assert.ok(domid);
+    assert.equal(xs('xenstore-read', `/local/domain/0/backend/console/${domid}/1/state`).trim(), '4');
+    assert.equal(xs('xenstore-read', `/local/domain/${domid}/device/console/1/state`).trim(), '4');
+    const c = spawn(process.execPath, [PVBOX, 'console', 'ctl-d', '--num', '1'], { env: runEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+    let seen = '';
+    c.stdout.setEncoding('latin1');
+    c.stdout.on('data', (s: string) => { seen += s; });
+    await new Promise((r) => setTimeout(r, 1000));
+    await g.sh('echo via-daemon-$((40+2)) > /dev/hvc1');
+    for (let i = 0; i < 300 && !seen.includes('via-daemon-42'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(seen, /via-daemon-42/);
+    c.kill('SIGTERM');
+    g.proc.stdin.write('poweroff -f\n');
+    assert.equal(await g.exited, 0);
+    for (let i = 0; i < 50 && spawnSync('xenstore-read', [`/local/domain/0/backend/console/${domid}/1/state`], { env }).status === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.notEqual(spawnSync('xenstore-read', [`/local/domain/0/backend/console/${domid}/1/state`], { env }).status, 0, 'backend directory removed');
+  } finally { g.kill(); }
+});

@@ -3,8 +3,8 @@ import type { XenbusBackend, FrontendInfo } from '../../xenbus/device.js';
 
 /** The data plane the control plane asks to attach a ring: maps the grant, binds the port, serves the bytes. */
 export interface ConsoleDataplane {
-  /** Start serving console `devid`; returns an error message for the guest's error node, or undefined. */
-  attach(devid: number, ringRef: number, port: number): string | undefined;
+  /** Start serving console `devid`; an error message for the guest's error node, or undefined. May be remote (async). */
+  attach(devid: number, ringRef: number, port: number): string | undefined | Promise<string | undefined>;
   detach(devid: number): void;
 }
 
@@ -19,7 +19,7 @@ export class ConsoleXenbusBackend implements XenbusBackend<ConsoleDataplane> {
     // Guest data: both keys must be plain unsigned numbers (xenconsoled reads them with %u).
     const ref = fe.device.readFrontend('ring-ref'), port = fe.device.readFrontend('port');
     if (!ref || !U32.test(ref) || !port || !U32.test(port)) throw new Error(`frontend ring-ref '${ref}' / port '${port}' are not numbers`);
-    const err = io.attach(this.devid, Number(ref), Number(port));
+    const err = await io.attach(this.devid, Number(ref), Number(port));
     if (err) throw new Error(err);
     this.io = io;
   }

@@ -160,7 +160,9 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
     const devid = Number(m.devid);
     if (!Number.isInteger(devid) || devid < 1 || devid > (cfg.consoles ?? 0)) return;
     if (m.op === 'console-attach') {
-      const error = consoleDataplane.attach(devid, Number(m.ringRef), Number(m.port)) as string | undefined;
+      const ref = Number(m.ringRef), port = Number(m.port);
+      const u32 = (x: number) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
+      const error = u32(ref) && u32(port) ? consoleDataplane.attach(devid, ref, port) as string | undefined : 'bad ring-ref or port';
       io.control?.({ op: 'console-attached', devid, ...(error ? { error } : {}) });
     } else if (m.op === 'console-detach') consoleDataplane.detach(devid);
   };

@@ -18,7 +18,9 @@ export class ConsoleXenbusBackend implements XenbusBackend<ConsoleDataplane> {
   async connect(fe: FrontendInfo, io: ConsoleDataplane): Promise<void> {
     // Guest data: both keys must be plain unsigned numbers (xenconsoled reads them with %u).
     const ref = fe.device.readFrontend('ring-ref'), port = fe.device.readFrontend('port');
-    if (!ref || !U32.test(ref) || !port || !U32.test(port)) throw new Error(`frontend ring-ref '${ref}' / port '${port}' are not numbers`);
+    if (!ref || !U32.test(ref) || !port || !U32.test(port) || Number(ref) > 0xffffffff || Number(port) > 0xffffffff) {
+      throw new Error(`frontend ring-ref '${ref}' / port '${port}' are not 32-bit numbers`);
+    }
     const err = await io.attach(this.devid, Number(ref), Number(port));
     if (err) throw new Error(err);
     this.io = io;

@@ -16,8 +16,13 @@ export class ConsoleBackend {
     this.flushInput();
   }
 
-  /** Bytes typed by the user. */
-  input(bytes: Uint8Array): void { this.pendingInput.push(bytes); this.flushInput(); }
+  /** Bytes typed by the user; what a guest that never reads would let pile up beyond 64 KiB is dropped. */
+  input(bytes: Uint8Array): void {
+    const queued = this.pendingInput.reduce((n, b) => n + b.length, 0);
+    if (queued + bytes.length > 64 * 1024) return;
+    this.pendingInput.push(bytes);
+    this.flushInput();
+  }
 
   private flushInput(): void {
     let sent = false;

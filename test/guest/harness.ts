@@ -1,5 +1,8 @@
 // Drives `pvbox run` as a user would: spawns it with piped stdin/stdout, waits for console output, types commands, and collects the exit status.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const PVBOX = fileURLToPath(new URL('../../bin/pvbox.js', import.meta.url));
@@ -12,6 +15,9 @@ export class GuestSession {
   private waiters: (() => void)[] = [];
 
   constructor(args: string[], env: NodeJS.ProcessEnv = process.env) {
+    // Each session gets its own run directory unless the test shares one on purpose, so tests never
+    // meet the guests of a user (or of another test run) on this host.
+    if (!env.PVBOX_RUNDIR) env = { ...env, PVBOX_RUNDIR: mkdtempSync(join(tmpdir(), 'pvbox-test-run-')) };
     this.proc = spawn(process.execPath, [PVBOX, 'run', ...args], { stdio: ['pipe', 'pipe', 'pipe'], env });
     this.proc.stdout.setEncoding('latin1');
     this.proc.stderr.setEncoding('utf8');

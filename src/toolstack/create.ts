@@ -24,7 +24,7 @@ import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS } from '../vcpu
 import { createDevice } from '../xenbus/device.js';
 import { type ConsoleDataplane, ConsoleXenbusBackend } from '../backends/console/device.js';
 import { GrantAccess } from '../hypervisor/grant_table_backend.js';
-import { type DomainNodeInfo, formatUuid, writeDomainNodes } from './domain-nodes.js';
+import { createPrimaryConsole, type DomainNodeInfo, formatUuid, writeDomainNodes } from './domain-nodes.js';
 
 export interface DomainConfig {
   name: string;
@@ -199,6 +199,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
     dom0.write(0, '/local/domain/0/domid', '0');
     writeDomainNodes(dom0, { domid: cfg.domid, ...nodeInfo });
     daemon.introduceDomain(cfg.domid);
+    createPrimaryConsole(daemon.store, { domid: cfg.domid, ...nodeInfo }, (l) => trace.warn('console0', l));
     // Secondary consoles: xenbus devices whose rings the guest grants (control plane here, data plane below).
     for (let i = 1; i <= (cfg.consoles ?? 0); i++) {
       const dev = createDevice<ConsoleDataplane>(daemon.store, {

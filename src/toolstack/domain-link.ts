@@ -8,10 +8,10 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { HostError } from '../errors.js';
-import { formatUuid, removeDomainNodes, writeDomainNodes, type DomainNodeInfo } from './domain-nodes.js';
+import { createPrimaryConsole, formatUuid, removeDomainNodes, writeDomainNodes, type DomainNodeInfo } from './domain-nodes.js';
 import { defaultSocketPaths } from '../xenstore/socket-transport.js';
 import type { Connection, XenStored } from '../xenstore/xenstored.js';
-import { createDevice, destroyDevice, type XenbusDevice } from '../xenbus/device.js';
+import { createDevice, destroyDevice } from '../xenbus/device.js';
 import { type ConsoleDataplane, ConsoleXenbusBackend } from '../backends/console/device.js';
 
 export const LINK_CONTROL = 1, LINK_XS = 2;
@@ -88,7 +88,8 @@ export class DomainLinkServer {
     const parser = new FrameParser();
     const dom0 = xenstored.store.connect(0, () => {});
     let domid = 0, uuid = '', name = '', conn: Connection | undefined;
-    const devices: XenbusDevice<ConsoleDataplane>[] = [];
+    /** Teardown callbacks of this domain's devices (destroyDevice). */
+    const devices: (() => void)[] = [];
     const pendingAttach = new Map<number, (err: string | undefined) => void>();
     const remoteConsoles: ConsoleDataplane = {
       attach: (devid, ringRef, port) => new Promise((resolve) => {
@@ -130,7 +131,9 @@ export class DomainLinkServer {
           domid, name, uuid, memoryKiB: num(r.memoryKiB), vcpus: Math.max(1, num(r.vcpus)),
           storePort: num(r.storePort), storeMfn: num(r.storeMfn), consolePort: num(r.consolePort), consoleMfn: num(r.consoleMfn),
         });
+        const nodeInfo = { domid, name, uuid, memoryKiB: num(r.memoryKiB), vcpus: Math.max(1, num(r.vcpus)), storePort: num(r.storePort), storeMfn: num(r.storeMfn), consolePort: num(r.consolePort), consoleMfn: num(r.consoleMfn) };
         xenstored.introduceDomain(domid);
+        try { const dev = createPrimaryConsole(xenstored.store, nodeInfo, log); devices.push(() => destroyDevice(dev)); } catch (e) { log(`domain ${domid}: console 0: ${(e as Error).message}`); }
         conn = xenstored.connect(domid, (bytes) => s.write(encodeFrame(LINK_XS, bytes)));
         for (let i = 1; i <= Math.min(MAX_CONSOLES, num(r.consoles)); i++) {
           try {
@@ -139,7 +142,7 @@ export class DomainLinkServer {
               frontendNodes: { limit: 1048576, type: 'xenconsoled', output: 'pty', tty: '' },
             }, { log });
             dev.start(new ConsoleXenbusBackend(i), remoteConsoles);
-            devices.push(dev);
+            devices.push(() => destroyDevice(dev));
           } catch (e) { log(`domain ${domid}: console ${i}: ${(e as Error).message}`); }
         }
         s.write(controlFrame({ op: 'introduced', domid }));
@@ -147,7 +150,7 @@ export class DomainLinkServer {
     }));
     s.on('close', () => {
       for (const done of pendingAttach.values()) done('the domain process went away');
-      for (const dev of devices) destroyDevice(dev);
+      for (const destroy of devices) destroy();
       conn?.close();
       if (domid) {
         removeDomainNodes(dom0, domid, uuid);

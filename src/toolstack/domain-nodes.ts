@@ -1,5 +1,6 @@
 // The XenStore nodes the toolstack writes for a new domain and removes when it is gone (tools/libs/light/libxl_create.c libxl__domain_make / libxl__domain_build_info, libxl_domain.c destroy).
-import type { StoreConnection } from '../xenstore/store.js';
+import type { StoreConnection, XenStore } from '../xenstore/store.js';
+import { createDevice, type XenbusDevice } from '../xenbus/device.js';
 
 export interface DomainNodeInfo {
   domid: number;
@@ -22,8 +23,6 @@ export function writeDomainNodes(dom0: StoreConnection, i: DomainNodeInfo): void
     [`${dp}/name`, i.name], [`${dp}/domid`, String(i.domid)], [`${dp}/vm`, `/vm/${i.uuid}`],
     [`${dp}/memory/static-max`, String(i.memoryKiB)], [`${dp}/memory/target`, String(i.memoryKiB)],
     [`${dp}/store/port`, String(i.storePort)], [`${dp}/store/ring-ref`, String(i.storeMfn)],
-    [`${dp}/console/port`, String(i.consolePort)], [`${dp}/console/ring-ref`, String(i.consoleMfn)],
-    [`${dp}/console/type`, 'xenconsoled'], [`${dp}/console/limit`, '1048576'], [`${dp}/console/tty`, ''],
     [`/vm/${i.uuid}/name`, i.name], [`/vm/${i.uuid}/uuid`, i.uuid],
   ];
   for (let c = 0; c < i.vcpus; c++) writes.push([`${dp}/cpu/${c}/availability`, 'online']);
@@ -38,12 +37,24 @@ export function writeDomainNodes(dom0: StoreConnection, i: DomainNodeInfo): void
   for (const sub of [`${dp}/control/shutdown`, `${dp}/control/sysrq`]) { dom0.write(t, sub, ''); dom0.setPerms(t, sub, own); }
   for (const key of ['platform-feature-multiprocessor-suspend', 'platform-feature-xs_reset_watches']) { dom0.write(t, `${dp}/control/${key}`, '1'); dom0.setPerms(t, `${dp}/control/${key}`, ro); }
   const roNodes = [`${dp}/name`, `${dp}/domid`, `${dp}/vm`, `${dp}/memory`, `${dp}/memory/static-max`, `${dp}/memory/target`, `${dp}/cpu`,
-    `${dp}/store`, `${dp}/store/port`, `${dp}/store/ring-ref`, `${dp}/console`, `${dp}/console/port`, `${dp}/console/ring-ref`,
-    `${dp}/console/type`, `${dp}/console/limit`, `${dp}/console/tty`];
+    `${dp}/store`, `${dp}/store/port`, `${dp}/store/ring-ref`];
   for (let c = 0; c < i.vcpus; c++) roNodes.push(`${dp}/cpu/${c}`, `${dp}/cpu/${c}/availability`);
   for (const p of roNodes) dom0.setPerms(t, p, ro);
   dom0.setPerms(t, `/vm/${i.uuid}`, ro);
   if (tx.ok) dom0.transactionEnd(t, true);
+}
+
+/**
+ * The primary console as a xenbus device (libxl's console 0: /local/domain/<id>/console, read-only
+ * for the guest, no handshake). Its ring is the start_info one the domain process already serves.
+ */
+export function createPrimaryConsole(store: XenStore, i: DomainNodeInfo, log: (l: string) => void): XenbusDevice<undefined> {
+  const dev = createDevice<undefined>(store, {
+    type: 'console', frontendDomid: i.domid, devid: 0,
+    frontendReadOnlyNodes: { 'ring-ref': i.consoleMfn, port: i.consolePort, limit: 1048576, type: 'xenconsoled', output: 'pty', tty: '' },
+  }, { log });
+  dev.start({ type: 'console', connect: async () => {}, frontendChanged: () => {}, disconnect: () => {} }, undefined);
+  return dev;
 }
 
 /** Remove what writeDomainNodes wrote (libxl__destroy_domid: xs_rm of the domain and vm paths). */

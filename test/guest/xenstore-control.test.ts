@@ -48,6 +48,10 @@ test('a guest appears by name; control/sysrq and control/shutdown poweroff work;
   const { g, domid } = await boot('ctl-a');
   try {
     assert.equal(xs('xenstore-read', `/local/domain/${domid}/domid`).trim(), domid);
+    // The primary console is a xenbus device as libxl makes it: console 0's keys, its backend Connected.
+    assert.match(xs('xenstore-read', `/local/domain/${domid}/console/ring-ref`).trim(), /^\d+$/);
+    assert.match(xs('xenstore-read', `/local/domain/${domid}/console/port`).trim(), /^\d+$/);
+    assert.equal(xs('xenstore-read', `/local/domain/0/backend/console/${domid}/0/state`).trim(), '4');
     // The guest's own drivers announced themselves (Linux manage.c writes control/feature-*).
     assert.equal(xs('xenstore-read', `/local/domain/${domid}/control/feature-poweroff`).trim(), '1');
     assert.equal((await g.sh('cat /sys/hypervisor/uuid')).trim(), xs('xenstore-read', `/local/domain/${domid}/vm`).trim().replace('/vm/', ''));

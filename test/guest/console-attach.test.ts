@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ensureDefaultImage } from '../../src/images/debian.js';
-import { GuestSession, PVBOX } from './harness.js';
+import { ConsoleClient, GuestSession, PVBOX } from './harness.js';
 
 test('pvbox console attaches to a running guest, and the guest outlives the detach', { timeout: 600_000 }, async () => {
   const env = { ...process.env, PVBOX_RUNDIR: mkdtempSync(join(tmpdir(), 'pvbox-run-')) };
@@ -15,17 +15,12 @@ test('pvbox console attaches to a running guest, and the guest outlives the deta
   try {
     await g.waitFor('PVBOX-READY', 240_000);
     await g.waitFor('# ', 30_000);
-    const c = spawn(process.execPath, [PVBOX, 'console', 'attach-me'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let seen = '';
-    c.stdout.setEncoding('latin1');
-    c.stdout.on('data', (s: string) => { seen += s; });
+    const c = new ConsoleClient('attach-me', env);
     await new Promise((r) => setTimeout(r, 1000));
-    c.stdin.write('echo attached-$((6*7))\n');
-    for (let i = 0; i < 600 && !seen.includes('attached-42'); i++) await new Promise((r) => setTimeout(r, 100));
-    assert.match(seen, /attached-42/, 'the attached console shows the guest\'s answer');
+    c.proc.stdin.write('echo attached-$((6*7))\n');
+    assert.ok(await c.sees('attached-42', 60_000), 'the attached console shows the guest\'s answer');
     assert.match(g.output, /attached-42/, 'and so does the pvbox run terminal');
-    c.kill('SIGTERM');
-    await new Promise((r) => c.on('exit', r));
+    await c.close();
     assert.equal((await g.sh('echo still-$((1+1))')).trim(), 'still-2');
     // Without xenstored, a second guest may not take a live guest's name.
     const dup = spawn(process.execPath, [PVBOX, 'run', '--kernel', img.kernel, '--ramdisk', img.initrd, '--name', 'attach-me'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -56,20 +51,16 @@ test('secondary consoles: device/console/1 connects through xenbus and pvbox con
     assert.equal(state, '4');
     assert.match(ref ?? '', /^\d+$/);
     assert.match(port ?? '', /^\d+$/);
-    const c = spawn(process.execPath, [PVBOX, 'console', 'two-consoles', '--num', '1'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let seen = '';
-    c.stdout.setEncoding('latin1');
-    c.stdout.on('data', (s: string) => { seen += s; });
+    const c = new ConsoleClient('two-consoles', env, 1);
     await new Promise((r) => setTimeout(r, 1000));
     await g.sh('echo out-$((40+2)) > /dev/hvc1');
-    for (let i = 0; i < 300 && !seen.includes('out-42'); i++) await new Promise((r) => setTimeout(r, 100));
-    assert.match(seen, /out-42/);
+    assert.ok(await c.sees('out-42'), c.seen);
     // Typed into the attached console, read by the guest from /dev/hvc1.
     const reader = g.sh('head -c 6 /dev/hvc1', 120_000);
     await new Promise((r) => setTimeout(r, 1000));
-    c.stdin.write('in-123\n'); // the tty is in canonical mode: a line
+    c.proc.stdin.write('in-123\n'); // the tty is in canonical mode: a line
     assert.match(await reader, /in-123/);
-    c.kill('SIGTERM');
+    await c.close();
     g.proc.stdin.write('poweroff -f\n');
     assert.equal(await g.exited, 0);
   } finally { g.kill(); }

@@ -55,3 +55,22 @@ export class GuestSession {
 
   kill(): void { this.proc.kill('SIGKILL'); }
 }
+
+/** `pvbox console <domain> [--num N]` as a second terminal would run it: collects what it shows. */
+export class ConsoleClient {
+  readonly proc: ChildProcessWithoutNullStreams;
+  seen = '';
+  readonly exited: Promise<number>;
+  constructor(domain: string, env: NodeJS.ProcessEnv, num = 0) {
+    this.proc = spawn(process.execPath, [PVBOX, 'console', domain, ...(num ? ['--num', String(num)] : [])], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.proc.stdout.setEncoding('latin1');
+    this.proc.stdout.on('data', (s: string) => { this.seen += s; });
+    this.exited = new Promise((resolve) => this.proc.on('exit', (code) => resolve(code ?? 1)));
+  }
+  /** Wait until `text` has been shown; false after `timeoutMs`. */
+  async sees(text: string, timeoutMs = 30_000): Promise<boolean> {
+    for (const end = Date.now() + timeoutMs; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) if (this.seen.includes(text)) return true;
+    return this.seen.includes(text);
+  }
+  close(): Promise<number> { this.proc.kill('SIGTERM'); return this.exited; }
+}

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ensureDefaultImage } from '../../src/images/debian.js';
-import { GuestSession, PVBOX } from './harness.js';
+import { ConsoleClient, GuestSession, PVBOX } from './harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pvbox-xsctl-'));
 const SOCK = join(dir, 'socket');
@@ -104,15 +104,11 @@ test('secondary console under the daemon: xenstored runs the backend state machi
     assert.ok(domid);
     assert.equal(xs('xenstore-read', `/local/domain/0/backend/console/${domid}/1/state`).trim(), '4');
     assert.equal(xs('xenstore-read', `/local/domain/${domid}/device/console/1/state`).trim(), '4');
-    const c = spawn(process.execPath, [PVBOX, 'console', 'ctl-d', '--num', '1'], { env: runEnv, stdio: ['pipe', 'pipe', 'pipe'] });
-    let seen = '';
-    c.stdout.setEncoding('latin1');
-    c.stdout.on('data', (s: string) => { seen += s; });
+    const c = new ConsoleClient('ctl-d', runEnv, 1);
     await new Promise((r) => setTimeout(r, 1000));
     await g.sh('echo via-daemon-$((40+2)) > /dev/hvc1');
-    for (let i = 0; i < 300 && !seen.includes('via-daemon-42'); i++) await new Promise((r) => setTimeout(r, 100));
-    assert.match(seen, /via-daemon-42/);
-    c.kill('SIGTERM');
+    assert.ok(await c.sees('via-daemon-42'), c.seen);
+    await c.close();
     g.proc.stdin.write('poweroff -f\n');
     assert.equal(await g.exited, 0);
     for (let i = 0; i < 50 && spawnSync('xenstore-read', [`/local/domain/0/backend/console/${domid}/1/state`], { env }).status === 0; i++) await new Promise((r) => setTimeout(r, 100));

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConsoleProcess, installHandlers, type ExitInfo } from './lib/console-process.js';
+import { BenchError, runBench } from './lib/run-bench.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const PVBOX = join(ROOT, 'bin', 'pvbox.js');
@@ -40,7 +41,6 @@ options:
   -h, --help            this text
 `;
 
-class BenchError extends Error {}
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
@@ -488,15 +488,4 @@ async function main(): Promise<number> {
   return failures ? 1 : 0;
 }
 
-try {
-  process.exitCode = await main();
-} catch (e) {
-  if (e instanceof BenchError) {
-    process.stderr.write(`bench/boot: ${e.message}\n`);
-  } else if (e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-    process.stderr.write(`bench/boot: ${e.message}\n${USAGE}`);
-  } else {
-    process.stderr.write(`bench/boot: internal error: ${(e as Error).stack ?? e}\n`);
-  }
-  process.exitCode = 2;
-}
+await runBench('bench/boot', USAGE, main);

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConsoleProcess, installHandlers, type ExitInfo } from './lib/console-process.js';
 import { errorName, XsClient, type XsReply } from './lib/xs-client.js';
+import { BenchError, runBench } from './lib/run-bench.js';
 import {
   latin1,
   splitStrings,
@@ -69,7 +70,6 @@ options:
   -h, --help        this text
 `;
 
-class BenchError extends Error {}
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
@@ -980,15 +980,4 @@ async function main(): Promise<number> {
   return failures ? 1 : 0;
 }
 
-try {
-  process.exitCode = await main();
-} catch (e) {
-  if (e instanceof BenchError) {
-    process.stderr.write(`bench/xenstore: ${e.message}\n`);
-  } else if (e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-    process.stderr.write(`bench/xenstore: ${e.message}\n${USAGE}`);
-  } else {
-    process.stderr.write(`bench/xenstore: internal error: ${(e as Error).stack ?? e}\n`);
-  }
-  process.exitCode = 2;
-}
+await runBench('bench/xenstore', USAGE, main);

@@ -4,11 +4,12 @@ import { PvboxError, UsageError } from '../errors.js';
 import { run } from './run.js';
 import { xenstoredCommand } from '../xenstore/daemon.js';
 import { consoleCommand } from './console.js';
+import { parseDiskSpec } from '../backends/vbd/disk-spec.js';
 
 const USAGE = `usage: pvbox <command> [options]
 
 commands:
-  run [--kernel FILE] [--ramdisk FILE] [--extra ARGS] [--memory MiB] [--name NAME] [--consoles N] [--trace] [--stats]
+  run [--kernel FILE] [--ramdisk FILE] [--extra ARGS] [--memory MiB] [--name NAME] [--consoles N] [--disk SPEC]... [--trace] [--stats]
       boot a Xen PV guest and attach its console (Ctrl-] ends the session).
       Without --kernel, boots the default Debian 12 guest (built on first use).
   console <domain> [--num N]
@@ -29,7 +30,7 @@ export async function main(argv: string[]): Promise<number> {
         args: rest, allowPositionals: true, strict: true,
         options: {
           kernel: { type: 'string' }, ramdisk: { type: 'string' }, extra: { type: 'string' }, memory: { type: 'string' },
-          name: { type: 'string' }, trace: { type: 'boolean' }, stats: { type: 'boolean' }, consoles: { type: 'string' },
+          name: { type: 'string' }, trace: { type: 'boolean' }, stats: { type: 'boolean' }, consoles: { type: 'string' }, disk: { type: 'string', multiple: true },
         },
       });
       if (positionals.length) throw new UsageError(`run: unexpected argument '${positionals[0]}'`);
@@ -37,9 +38,11 @@ export async function main(argv: string[]): Promise<number> {
       if (!Number.isInteger(memory) || memory <= 0 || memory > 1 << 20) throw new UsageError(`--memory '${values.memory}': expected a size in MiB, e.g. 512`);
       const consoles = values.consoles === undefined ? 0 : Number(values.consoles);
       if (!Number.isInteger(consoles) || consoles < 0 || consoles > 8) throw new UsageError(`--consoles '${values.consoles}': 0-8 secondary consoles`);
+      const disks = (values.disk ?? []).map(parseDiskSpec);
+      if (new Set(disks.map((d) => d.devid)).size !== disks.length) throw new UsageError('--disk: two disks with the same vdev');
       const name = values.name ?? 'pvbox-guest';
       if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new UsageError(`--name '${name}': use letters, digits, '.', '_' and '-' (at most 64)`);
-      return run({ kernel: values.kernel, ramdisk: values.ramdisk, extra: values.extra, memory, trace: !!values.trace, stats: !!values.stats, name, consoles });
+      return run({ kernel: values.kernel, ramdisk: values.ramdisk, extra: values.extra, memory, trace: !!values.trace, stats: !!values.stats, name, consoles, disks });
     }
     case 'console': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { num: { type: 'string' } } });

@@ -3,13 +3,14 @@ import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../errors.js';
+import type { DiskSpec } from '../backends/vbd/disk-spec.js';
 import type { ShutdownReason } from '../hypervisor/domain.js';
 import { ensureMonitorBinary } from '../monitor/image.js';
 import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
 import { DomainLinkClient, domainLinkPath } from '../toolstack/domain-link.js';
 import { ConsoleServer, consoleSocketPath, pickStandaloneDomid } from '../toolstack/console-server.js';
 
-export interface RunOptions { kernel?: string; ramdisk?: string; extra?: string; memory: number; trace: boolean; stats: boolean; name: string; consoles?: number }
+export interface RunOptions { kernel?: string; ramdisk?: string; extra?: string; memory: number; trace: boolean; stats: boolean; name: string; consoles?: number; disks?: DiskSpec[] }
 
 /** Exit status per shutdown reason: 0 poweroff, distinct non-zero codes otherwise. */
 export const EXIT_STATUS: Record<ShutdownReason, number> = { poweroff: 0, reboot: 3, suspend: 4, crash: 2, watchdog: 5, soft_reset: 6 };
@@ -35,7 +36,7 @@ export async function run(opts: RunOptions): Promise<number> {
   const init: WorkerInit = {
     config: {
       name: opts.name, domid, kernel, ramdisk, memoryMiB: opts.memory, monitorBinary, trace: opts.trace,
-      cmdline: ['console=hvc0', opts.extra ?? ''].join(' ').trim(), xenstoreRemote: !!link, consoles: opts.consoles ?? 0,
+      cmdline: ['console=hvc0', opts.extra ?? ''].join(' ').trim(), xenstoreRemote: !!link, consoles: opts.consoles ?? 0, disks: opts.disks ?? [],
     },
     input, readyMarker: READY_MARKER,
   };

@@ -1,5 +1,5 @@
 // Creating and running one PV domain in this thread: KVM VM, monitor, builder, Xen core, console and XenStore, then the vCPU loop (libxl_create.c + xl's domain process in one place, for one vCPU).
-import { readFileSync } from 'node:fs';
+import { fstatSync, openSync, readFileSync } from 'node:fs';
 import { loadKernelCached } from '../builder/kernel-cache.js';
 import { cacheDir } from '../images/debian.js';
 import { writeStartInfo } from '../builder/start_info.js';
@@ -24,6 +24,10 @@ import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS } from '../vcpu
 import { createDevice } from '../xenbus/device.js';
 import { type ConsoleDataplane, ConsoleXenbusBackend } from '../backends/console/device.js';
 import { GrantAccess } from '../hypervisor/grant_table_backend.js';
+import { BlkBack } from '../backends/vbd/blkback.js';
+import { type VbdDataplane, VbdXenbusBackend } from '../backends/vbd/backend.js';
+import type { DiskSpec } from '../backends/vbd/disk-spec.js';
+import { VDISK_READONLY } from '../abi/io/blkif.js';
 import { createPrimaryConsole, type DomainNodeInfo, formatUuid, writeDomainNodes } from './domain-nodes.js';
 
 export interface DomainConfig {
@@ -39,6 +43,8 @@ export interface DomainConfig {
   xenstoreRemote?: boolean;
   /** Secondary consoles (device/console/1..N) besides the primary one. */
   consoles?: number;
+  /** Virtual disks (xl disk specs, parsed). */
+  disks?: DiskSpec[];
 }
 
 export interface DomainIo {
@@ -186,6 +192,35 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
       secondary.delete(devid);
     },
   };
+  // Disks: open every image before the guest runs (a missing one is a one-line error, not a dead device).
+  const disks = (cfg.disks ?? []).map((spec) => {
+    let fd: number;
+    try { fd = openSync(spec.target, spec.readonly ? 'r' : 'r+'); } catch (e) { throw new ImageError(`disk ${spec.vdev}: cannot open ${spec.target}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
+    const size = fstatSync(fd).size;
+    if (size < 512) throw new ImageError(`disk ${spec.vdev}: ${spec.target} is smaller than one sector`);
+    return { spec, file: { fd, sizeBytes: size - (size % 512), readonly: spec.readonly } };
+  });
+  const vbds = new Map<number, { blk: BlkBack; port: number; handle: number }>();
+  const vbdDataplane: VbdDataplane = {
+    attach: (devid, ringRef, port) => {
+      const disk = disks.find((x) => x.spec.devid === devid);
+      if (!disk) return `no disk ${devid}`;
+      const m = grants.map(ringRef, { readonly: false });
+      if (m.status !== 0 || !('bytes' in m)) return `cannot map ring-ref ${ringRef} (grant status ${m.status})`;
+      const blk = new BlkBack(m.bytes, grants, disk.file, () => hv.evtchn.setPending(port), (l) => trace.warn(`vbd${devid}`, l));
+      if (hv.evtchn.connectHost(port, () => blk.onNotify()) !== 0) { grants.unmap(m.handle); return `event-channel ${port} is not an unbound port for Domain-0`; }
+      vbds.set(devid, { blk, port, handle: m.handle });
+      return undefined;
+    },
+    detach: (devid) => {
+      const v = vbds.get(devid);
+      if (!v) return;
+      hv.evtchn.disconnectHost(v.port);
+      grants.unmap(v.handle);
+      vbds.delete(devid);
+    },
+  };
+  if (cfg.xenstoreRemote && disks.length) throw new HostError('disks are not supported yet when guests join pvbox xenstored');
   if (cfg.xenstoreRemote) {
     // The daemon runs the secondary consoles' xenbus state machines and asks us to attach their rings.
     if (!io.introduce?.({ ...nodeInfo, consoles: cfg.consoles ?? 0 }) || !io.xsSend) throw new HostError('xenstored did not accept the domain');
@@ -207,6 +242,18 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
         frontendNodes: { limit: 1048576, type: 'xenconsoled', output: 'pty', tty: '' },
       }, { log: (l) => trace.warn(`console${i}`, l) });
       dev.start(new ConsoleXenbusBackend(i), consoleDataplane);
+    }
+    for (const { spec, file } of disks) {
+      const dev = createDevice<VbdDataplane>(daemon.store, {
+        type: 'vbd', frontendDomid: cfg.domid, devid: spec.devid,
+        frontendNodes: { 'virtual-device': spec.devid, 'device-type': 'disk' },
+        backendNodes: {
+          params: spec.target, type: 'file', mode: spec.readonly ? 'r' : 'w', 'device-type': 'disk',
+          sectors: file.sizeBytes / 512, 'sector-size': 512, 'physical-sector-size': 512,
+          info: spec.readonly ? VDISK_READONLY : 0, 'feature-flush-cache': 1,
+        },
+      }, { log: (l) => trace.warn(`vbd${spec.devid}`, l) });
+      dev.start(new VbdXenbusBackend(spec.devid), vbdDataplane);
     }
     store = new XenStoreRingTransport((send) => daemon.connect(cfg.domid, send, {
       onError: (e) => trace.warn('xs-ring', `xenstore: domain ${cfg.domid} ring: ${e}; stopped serving it`),

@@ -22,10 +22,11 @@ import { XenStoreRingTransport } from '../xenstore/ring-transport.js';
 import { XenStored } from '../xenstore/xenstored.js';
 import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS } from '../vcpu/worker-protocol.js';
 import { createDevice } from '../xenbus/device.js';
-import { type ConsoleDataplane, ConsoleXenbusBackend } from '../backends/console/device.js';
+import { ConsoleXenbusBackend } from '../backends/console/device.js';
+import { type Dataplane, RingDataplane } from '../backends/ring-dataplane.js';
 import { GrantAccess } from '../hypervisor/grant_table_backend.js';
 import { BlkBack } from '../backends/vbd/blkback.js';
-import { type VbdDataplane, VbdXenbusBackend } from '../backends/vbd/backend.js';
+import { VbdXenbusBackend } from '../backends/vbd/backend.js';
 import type { DiskSpec } from '../backends/vbd/disk-spec.js';
 import { VDISK_READONLY } from '../abi/io/blkif.js';
 import { createPrimaryConsole, type DomainNodeInfo, formatUuid, writeDomainNodes } from './domain-nodes.js';
@@ -128,7 +129,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   // Ports the toolstack allocates before the build, connected to pvbox's Domain-0 services.
   let consoleBackend: ConsoleBackend | undefined;
   let store: XenStoreRingTransport | undefined;
-  const consolePort = hv.evtchn.bindHost(() => consoleBackend?.onGuestNotify());
+  const consolePort = hv.evtchn.bindHost(() => consoleBackend?.onNotify());
   const storePort = hv.evtchn.bindHost(() => store?.onGuestNotify());
 
   let layout!: BootLayout;
@@ -168,30 +169,15 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
     if (m.op === 'console-attach') {
       const ref = Number(m.ringRef), port = Number(m.port);
       const u32 = (x: number) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
-      const error = u32(ref) && u32(port) ? consoleDataplane.attach(devid, ref, port) as string | undefined : 'bad ring-ref or port';
+      const error = u32(ref) && u32(port) ? consoleDataplane.attach(devid, ref, port) : 'bad ring-ref or port';
       io.control?.({ op: 'console-attached', devid, ...(error ? { error } : {}) });
     } else if (m.op === 'console-detach') consoleDataplane.detach(devid);
   };
   // The consoles' data plane: map the granted ring, bind the frontend's port, move the bytes.
   const grants = new GrantAccess(hv.gnttab, { backendDomid: 0, pageTypes: hv.mm.types });
-  const secondary = new Map<number, { backend: ConsoleBackend; port: number; handle: number }>();
-  const consoleDataplane: ConsoleDataplane = {
-    attach: (devid, ringRef, port) => {
-      const m = grants.map(ringRef, { readonly: false });
-      if (m.status !== 0 || !('bytes' in m)) return `cannot map ring-ref ${ringRef} (grant status ${m.status})`;
-      const backend = new ConsoleBackend(m.bytes, (b) => io.console(b, devid), () => hv.evtchn.setPending(port), (l) => trace.warn(`console${devid}`, l));
-      if (hv.evtchn.connectHost(port, () => backend.onGuestNotify()) !== 0) { grants.unmap(m.handle); return `port ${port} is not an unbound port for Domain-0`; }
-      secondary.set(devid, { backend, port, handle: m.handle });
-      return undefined;
-    },
-    detach: (devid) => {
-      const c = secondary.get(devid);
-      if (!c) return;
-      hv.evtchn.disconnectHost(c.port);
-      grants.unmap(c.handle);
-      secondary.delete(devid);
-    },
-  };
+  const consoleDataplane = new RingDataplane(grants, hv.evtchn, (devid, page, notify) =>
+    new ConsoleBackend(page, (b) => io.console(b, devid), notify, (l) => trace.warn(`console${devid}`, l)));
+
   // Disks: open every image before the guest runs (a missing one is a one-line error, not a dead device).
   const disks = (cfg.disks ?? []).map((spec) => {
     let fd: number;
@@ -200,26 +186,11 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
     if (size < 512) throw new ImageError(`disk ${spec.vdev}: ${spec.target} is smaller than one sector`);
     return { spec, file: { fd, sizeBytes: size - (size % 512), readonly: spec.readonly } };
   });
-  const vbds = new Map<number, { blk: BlkBack; port: number; handle: number }>();
-  const vbdDataplane: VbdDataplane = {
-    attach: (devid, ringRef, port) => {
-      const disk = disks.find((x) => x.spec.devid === devid);
-      if (!disk) return `no disk ${devid}`;
-      const m = grants.map(ringRef, { readonly: false });
-      if (m.status !== 0 || !('bytes' in m)) return `cannot map ring-ref ${ringRef} (grant status ${m.status})`;
-      const blk = new BlkBack(m.bytes, grants, disk.file, () => hv.evtchn.setPending(port), (l) => trace.warn(`vbd${devid}`, l));
-      if (hv.evtchn.connectHost(port, () => blk.onNotify()) !== 0) { grants.unmap(m.handle); return `event-channel ${port} is not an unbound port for Domain-0`; }
-      vbds.set(devid, { blk, port, handle: m.handle });
-      return undefined;
-    },
-    detach: (devid) => {
-      const v = vbds.get(devid);
-      if (!v) return;
-      hv.evtchn.disconnectHost(v.port);
-      grants.unmap(v.handle);
-      vbds.delete(devid);
-    },
-  };
+  const vbdDataplane = new RingDataplane(grants, hv.evtchn, (devid, page, notify) => {
+    const disk = disks.find((x) => x.spec.devid === devid);
+    return disk ? new BlkBack(page, grants, disk.file, notify, (l) => trace.warn(`vbd${devid}`, l)) : `no disk ${devid}`;
+  });
+
   if (cfg.xenstoreRemote && disks.length) throw new HostError('disks are not supported yet when guests join pvbox xenstored');
   if (cfg.xenstoreRemote) {
     // The daemon runs the secondary consoles' xenbus state machines and asks us to attach their rings.
@@ -237,14 +208,14 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
     createPrimaryConsole(daemon.store, { domid: cfg.domid, ...nodeInfo }, (l) => trace.warn('console0', l));
     // Secondary consoles: xenbus devices whose rings the guest grants (control plane here, data plane below).
     for (let i = 1; i <= (cfg.consoles ?? 0); i++) {
-      const dev = createDevice<ConsoleDataplane>(daemon.store, {
+      const dev = createDevice<Dataplane>(daemon.store, {
         type: 'console', frontendDomid: cfg.domid, devid: i,
         frontendNodes: { limit: 1048576, type: 'xenconsoled', output: 'pty', tty: '' },
       }, { log: (l) => trace.warn(`console${i}`, l) });
       dev.start(new ConsoleXenbusBackend(i), consoleDataplane);
     }
     for (const { spec, file } of disks) {
-      const dev = createDevice<VbdDataplane>(daemon.store, {
+      const dev = createDevice<Dataplane>(daemon.store, {
         type: 'vbd', frontendDomid: cfg.domid, devid: spec.devid,
         frontendNodes: { 'virtual-device': spec.devid, 'device-type': 'disk' },
         backendNodes: {
@@ -302,7 +273,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
       const records = io.takeInput();
       for (const r of records) {
         if (r.tag === INPUT_CONSOLE) consoleBackend?.input(r.bytes);
-        else if (r.tag === INPUT_CONSOLE_N && r.bytes.length > 0) secondary.get(r.bytes[0]!)?.backend.input(r.bytes.subarray(1));
+        else if (r.tag === INPUT_CONSOLE_N && r.bytes.length > 0) consoleDataplane.servers.get(r.bytes[0]!)?.server.input(r.bytes.subarray(1));
         else if (r.tag === INPUT_CONTROL) onDaemonRequest(r.bytes);
         else if (r.tag === INPUT_XS) xsDeliver(r.bytes);
       }

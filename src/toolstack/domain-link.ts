@@ -12,7 +12,8 @@ import { createPrimaryConsole, formatUuid, removeDomainNodes, writeDomainNodes, 
 import { defaultSocketPaths } from '../xenstore/socket-transport.js';
 import type { Connection, XenStored } from '../xenstore/xenstored.js';
 import { createDevice, destroyDevice } from '../xenbus/device.js';
-import { type ConsoleDataplane, ConsoleXenbusBackend } from '../backends/console/device.js';
+import { ConsoleXenbusBackend } from '../backends/console/device.js';
+import type { Dataplane } from '../backends/ring-dataplane.js';
 
 export const LINK_CONTROL = 1, LINK_XS = 2;
 const MAX_FRAME = 64 * 1024;
@@ -91,7 +92,7 @@ export class DomainLinkServer {
     /** Teardown callbacks of this domain's devices (destroyDevice). */
     const devices: (() => void)[] = [];
     const pendingAttach = new Map<number, (err: string | undefined) => void>();
-    const remoteConsoles: ConsoleDataplane = {
+    const remoteConsoles: Dataplane = {
       attach: (devid, ringRef, port) => new Promise((resolve) => {
         pendingAttach.get(devid)?.('superseded');
         pendingAttach.set(devid, resolve);
@@ -137,7 +138,7 @@ export class DomainLinkServer {
         conn = xenstored.connect(domid, (bytes) => s.write(encodeFrame(LINK_XS, bytes)));
         for (let i = 1; i <= Math.min(MAX_CONSOLES, num(r.consoles)); i++) {
           try {
-            const dev = createDevice<ConsoleDataplane>(xenstored.store, {
+            const dev = createDevice<Dataplane>(xenstored.store, {
               type: 'console', frontendDomid: domid, devid: i,
               frontendNodes: { limit: 1048576, type: 'xenconsoled', output: 'pty', tty: '' },
             }, { log });

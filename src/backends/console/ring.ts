@@ -9,7 +9,7 @@ export class ConsoleBackend {
   }
 
   /** The guest notified us: drain its output. */
-  onGuestNotify(): void {
+  onNotify(): void {
     const out = this.ring.backRead();
     if (isRingBroken(out)) { this.log(`console: ring broken (${out.pipe} indices out of range); no more console I/O`); return; }
     if (out.length) { this.output(out); this.notify(); }

@@ -58,8 +58,6 @@ export class Vcpu {
   /** 10 ms periodic timer that PV vCPUs start with (xen/arch/x86/pv/domain.c), or 0 when stopped. */
   periodicPeriod = 10_000_000n;
   periodicNext = 0n;
-  /** Ports this vCPU is polling in SCHEDOP_poll, if blocked there. */
-  pollPorts: number[] | undefined;
   online = true;
   /** GDT frames and entry count (set_gdt). */
   gdtFrames: number[] = [];
@@ -135,7 +133,6 @@ export class Vcpu {
   queueFlushTlb(): void { this.push(OP_WRITE_CR3, BigInt(this.cr3) << 12n, 0n); }
   queueWrmsr(msr: number, value: bigint): void { this.push(OP_WRMSR, BigInt(msr), BigInt.asUintN(64, value)); }
   queueXsetbv(xcr: number, value: bigint): void { this.push(OP_XSETBV, BigInt(xcr), value); }
-  get queuedOps(): number { return this.ops.length / 3; }
 
   private markDirty(): void {
     this.kvm.markDirty(this.sregsDirty ? 3 : 1);

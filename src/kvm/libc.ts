@@ -7,27 +7,20 @@ const libc = koffi.load('libc.so.6');
 // the caller keeps alive for the duration of the call (koffi passes its backing store), or an
 // address we obtained from mmap and never unmap while a view over it exists.
 export const open = libc.func('int open(const char *path, int flags, int mode)');
-export const close = libc.func('int close(int fd)');
 /** ioctl with a pointer argument: the buffer is read/written in place by the kernel. */
 export const ioctlPtr = libc.func('ioctl', 'int', ['int', 'ulong', 'void *']);
 /** ioctl with an integer argument (KVM_RUN, KVM_CREATE_VCPU, KVM_CHECK_EXTENSION…). */
 export const ioctlInt = libc.func('ioctl', 'int', ['int', 'ulong', 'ulong']);
 export const mmap = libc.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)');
-export const munmap = libc.func('int munmap(void *addr, size_t len)');
-export const madvise = libc.func('int madvise(void *addr, size_t len, int advice)');
 export const gettid = libc.func('int gettid()');
-export const getpid = libc.func('int getpid()');
-export const tgkill = libc.func('int tgkill(int tgid, int tid, int sig)');
 export const strerror = libc.func('const char *strerror(int errnum)');
 export const timer_create = libc.func('int timer_create(int clockid, void *sevp, _Out_ void *timerid)');
 export const timer_settime = libc.func('int timer_settime(intptr_t timerid, int flags, void *new_value, void *old_value)');
-export const timer_delete = libc.func('int timer_delete(intptr_t timerid)');
 
 export const O_RDWR = 2;
 export const O_CLOEXEC = 0o2000000;
 export const PROT_READ = 1, PROT_WRITE = 2;
 export const MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000;
-export const MADV_DONTNEED = 4;
 export const EINTR = 4, EAGAIN = 11;
 export const CLOCK_MONOTONIC = 1;
 export const SIGEV_THREAD_ID = 4;

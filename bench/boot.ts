@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConsoleProcess, installHandlers, type ExitInfo } from './lib/console-process.js';
 import { BenchError, runBench } from './lib/run-bench.js';
+import { statusText, table } from './lib/report.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const PVBOX = join(ROOT, 'bin', 'pvbox.js');
@@ -61,20 +62,7 @@ const f3 = (x: number) => x.toFixed(3);
 /** RESULT-name component: letters, digits and underscores only. */
 const ident = (s: string) => s.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_+|_+$/g, '');
 
-function statusText(e: ExitInfo | undefined): string {
-  if (!e) return 'still running';
-  if (e.signal) return `killed by ${e.signal}`;
-  return `exit status ${e.code}`;
-}
 
-/** Lays out rows as columns: the first column left-aligned, the others right-aligned. */
-function table(rows: string[][], indent = '  '): string {
-  const widths: number[] = [];
-  for (const r of rows) r.forEach((c, i) => { widths[i] = Math.max(widths[i] ?? 0, [...c].length); });
-  return rows
-    .map((r) => indent + r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('   ').trimEnd())
-    .join('\n');
-}
 
 function lastLine(s: string): string {
   const lines = s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').split(/\r?\n/).map((l) => l.trim()).filter(Boolean);

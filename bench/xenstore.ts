@@ -29,6 +29,7 @@ import {
   XS_WRITE,
   xsRequest,
 } from '../src/xenstore/wire.js';
+import { statusText, table } from './lib/report.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const PVBOX = join(ROOT, 'bin', 'pvbox.js');
@@ -97,23 +98,7 @@ const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '—');
 const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '—');
 const loadText = () => loadavg().map((x) => x.toFixed(2)).join(' ');
 
-function statusText(e: ExitInfo | undefined): string {
-  if (!e) return 'still running';
-  if (e.signal) return `killed by ${e.signal}`;
-  return `exit status ${e.code}`;
-}
 
-/**
- * Lays out rows as columns: the first column left-aligned, the others right-aligned. A row with
- * one cell is a heading: printed as it is, not counted in the widths.
- */
-function table(rows: string[][], indent = '  '): string {
-  const widths: number[] = [];
-  for (const r of rows) if (r.length > 1) r.forEach((c, i) => { widths[i] = Math.max(widths[i] ?? 0, [...c].length); });
-  return rows
-    .map((r) => indent + (r.length === 1 ? r[0]! : r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('   ').trimEnd()))
-    .join('\n');
-}
 
 /** Non-empty lines of a child's output, trimmed, for quoting. */
 function lines(s: string): string[] {

@@ -13,6 +13,7 @@ export const ioctlPtr = libc.func('ioctl', 'int', ['int', 'ulong', 'void *']);
 export const ioctlInt = libc.func('ioctl', 'int', ['int', 'ulong', 'ulong']);
 export const mmap = libc.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)');
 export const gettid = libc.func('int gettid()');
+export const tgkill = libc.func('int tgkill(int tgid, int tid, int sig)');
 export const strerror = libc.func('const char *strerror(int errnum)');
 export const timer_create = libc.func('int timer_create(int clockid, void *sevp, _Out_ void *timerid)');
 export const timer_settime = libc.func('int timer_settime(intptr_t timerid, int flags, void *new_value, void *old_value)');

@@ -62,6 +62,10 @@ export interface DomainIo {
   control?(msg: object): void;
   /** Block until input may be available or timeoutMs passes. */
   waitInput(timeoutMs: number): void;
+  /** The ring takeInput reads: backends' own threads (block I/O) append to it. */
+  readonly inputBuffer?: SharedArrayBuffer;
+  /** From now on, writers of the input ring kick thread `tid` (the vCPU's) out of KVM_RUN. */
+  setKickTarget?(tid: number): void;
 }
 
 export interface DomainResult { reason: ShutdownReason; detail?: string; exits: number; trace: Trace; bootMs: number }
@@ -267,6 +271,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   v.frame = { rip: layout.entry, cs: SEL.FLAT_RING3_CS64, rflags: 0x202n, rsp: layout.stackTop, ss: SEL.FLAT_RING3_DS };
 
   const kicker = new Kicker(kv);
+  io.setKickTarget?.(kicker.tid);
   hv.evtchn.wake = () => {};
   const host: HostInputs = {
     poll: () => {

@@ -37,6 +37,8 @@ try {
     log: (line) => writeAll(2, new TextEncoder().encode(`${line}\n`)),
     takeInput: () => input.take(),
     waitInput: (ms) => input.wait(ms),
+    inputBuffer: init.input,
+    setKickTarget: (tid) => input.setKickTarget(tid),
     xsSend: (bytes) => parentPort!.postMessage({ type: 'xs', bytes }),
     control: (msg) => parentPort!.postMessage({ type: 'control', msg }),
     introduce: (info) => {

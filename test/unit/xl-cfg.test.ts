@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../src/errors.js';
 import { parseDiskSpec } from '../../src/backends/vbd/disk-spec.js';
-import { COMMAND_LINE, LIBXL_DEFAULT_MEMORY_MIB, MAX_CONFIG_BYTES, parseXlConfig, parseXlSettings, readXlConfigFile, type XlConfig } from '../../src/toolstack/xl-cfg.js';
+import { COMMAND_LINE, LIBXL_DEFAULT_MEMORY_MIB, MAX_CONFIG_BYTES, parseXlConfig, parseXlSettings, readXlConfigFile, type XlConfig, type XlValue } from '../../src/toolstack/xl-cfg.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/xl-cfg/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'pvbox-xl-cfg-'));
@@ -27,6 +27,13 @@ const BASE = ['name = "guest"', 'kernel = "/boot/vmlinuz"'];
 
 function parse(lines: readonly string[], overrides: readonly string[] = []): XlConfig {
   return parseXlConfig('t.cfg', lines.map((l) => `${l}\n`).join(''), overrides);
+}
+
+/** An atom's text, or the atoms of a list as [text, line]. */
+function atomText(v: XlValue): string { assert.equal(v.kind, 'atom'); return v.kind === 'atom' ? v.text : ''; }
+function listAtoms(v: XlValue): [string, number][] {
+  assert.equal(v.kind, 'list');
+  return v.kind === 'list' ? v.items.map((i) => [atomText(i), i.line]) : [];
 }
 
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -171,21 +178,21 @@ test('values: numbers, both quotes, escapes, empty strings, nested lists', () =>
     'a = 12', "b = 'single \"inner\"'", 'c = "double \\t\\"q\\" \\\\ \\n"', 'd = ""', 'e = [ ]', 'f = [ "x", [ "y", 1 ], ]', 'g.h_2 = 0x1f',
   ].join('\n'));
   assert.deepEqual(s.get('a')!.value, { kind: 'atom', text: '12', quoted: false, line: 1 });
-  assert.equal((s.get('b')!.value as { text: string }).text, 'single "inner"');
-  assert.equal((s.get('c')!.value as { text: string }).text, 'double \t"q" \\ \n');
-  assert.equal((s.get('d')!.value as { text: string }).text, '');
+  assert.equal(atomText(s.get('b')!.value), 'single "inner"');
+  assert.equal(atomText(s.get('c')!.value), 'double \t"q" \\ \n');
+  assert.equal(atomText(s.get('d')!.value), '');
   assert.deepEqual(s.get('e')!.value, { kind: 'list', items: [], line: 5 });
   const f = s.get('f')!.value;
   assert.equal(f.kind, 'list');
   assert.equal(f.kind === 'list' && f.items[1]!.kind, 'list');
-  assert.equal((s.get('g.h_2')!.value as { text: string }).text, '0x1f');
+  assert.equal(atomText(s.get('g.h_2')!.value), '0x1f');
 });
 
 test('statements: semicolons, blank lines, comments everywhere, a last line without newline', () => {
   const s = parseXlSettings('t.cfg', '\n\n# c\n a = 1 ; b = "2";;\n\tc = [ # open\n  "x" # item\n\n  , "y" # more\n ] # close\nd = 4');
   assert.deepEqual([...s.keys()], ['a', 'b', 'c', 'd']);
   assert.equal(s.get('b')!.origin.line, 4);
-  assert.deepEqual((s.get('c')!.value as { items: { text: string; line: number }[] }).items.map((i) => [i.text, i.line]), [['x', 6], ['y', 8]]);
+  assert.deepEqual(listAtoms(s.get('c')!.value), [['x', 6], ['y', 8]]);
   assert.equal(s.get('d')!.origin.line, 10);
   // xl refuses a last comment without a newline; pvbox accepts it.
   assert.equal(parseXlSettings('t.cfg', 'a = 1\n# the end').size, 1);

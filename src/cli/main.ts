@@ -5,11 +5,12 @@ import { run } from './run.js';
 import { xenstoredCommand } from '../xenstore/daemon.js';
 import { consoleCommand } from './console.js';
 import { parseDiskSpec } from '../backends/vbd/disk-spec.js';
+import { parseVifSpecs } from '../backends/vif/vif-spec.js';
 
 const USAGE = `usage: pvbox <command> [options]
 
 commands:
-  run [--kernel FILE] [--ramdisk FILE] [--extra ARGS] [--memory MiB] [--name NAME] [--consoles N] [--disk SPEC]... [--trace] [--stats]
+  run [--kernel FILE] [--ramdisk FILE] [--extra ARGS] [--memory MiB] [--name NAME] [--consoles N] [--disk SPEC]... [--vif SPEC]... [--trace] [--stats]
       boot a Xen PV guest and attach its console (Ctrl-] ends the session).
       Without --kernel, boots the default Debian 12 guest (built on first use).
   console <domain> [--num N]
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
         options: {
           kernel: { type: 'string' }, ramdisk: { type: 'string' }, extra: { type: 'string' }, memory: { type: 'string' },
           name: { type: 'string' }, trace: { type: 'boolean' }, stats: { type: 'boolean' }, consoles: { type: 'string' }, disk: { type: 'string', multiple: true },
+          vif: { type: 'string', multiple: true },
         },
       });
       if (positionals.length) throw new UsageError(`run: unexpected argument '${positionals[0]}'`);
@@ -40,9 +42,10 @@ export async function main(argv: string[]): Promise<number> {
       if (!Number.isInteger(consoles) || consoles < 0 || consoles > 8) throw new UsageError(`--consoles '${values.consoles}': 0-8 secondary consoles`);
       const disks = (values.disk ?? []).map(parseDiskSpec);
       if (new Set(disks.map((d) => d.devid)).size !== disks.length) throw new UsageError('--disk: two disks with the same vdev');
+      const vifs = parseVifSpecs(values.vif ?? []);
       const name = values.name ?? 'pvbox-guest';
       if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new UsageError(`--name '${name}': use letters, digits, '.', '_' and '-' (at most 64)`);
-      return run({ kernel: values.kernel, ramdisk: values.ramdisk, extra: values.extra, memory, trace: !!values.trace, stats: !!values.stats, name, consoles, disks });
+      return run({ kernel: values.kernel, ramdisk: values.ramdisk, extra: values.extra, memory, trace: !!values.trace, stats: !!values.stats, name, consoles, disks, vifs });
     }
     case 'console': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { num: { type: 'string' } } });

@@ -4,13 +4,14 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../errors.js';
 import type { DiskSpec } from '../backends/vbd/disk-spec.js';
+import type { VifSpec } from '../backends/vif/vif-spec.js';
 import type { ShutdownReason } from '../hypervisor/domain.js';
 import { ensureMonitorBinary } from '../monitor/image.js';
 import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
 import { DomainLinkClient, domainLinkPath } from '../toolstack/domain-link.js';
 import { ConsoleServer, consoleSocketPath, pickStandaloneDomid } from '../toolstack/console-server.js';
 
-export interface RunOptions { kernel?: string; ramdisk?: string; extra?: string; memory: number; trace: boolean; stats: boolean; name: string; consoles?: number; disks?: DiskSpec[] }
+export interface RunOptions { kernel?: string; ramdisk?: string; extra?: string; memory: number; trace: boolean; stats: boolean; name: string; consoles?: number; disks?: DiskSpec[]; vifs?: VifSpec[] }
 
 /** Exit status per shutdown reason: 0 poweroff, distinct non-zero codes otherwise. */
 export const EXIT_STATUS: Record<ShutdownReason, number> = { poweroff: 0, reboot: 3, suspend: 4, crash: 2, watchdog: 5, soft_reset: 6 };
@@ -36,7 +37,7 @@ export async function run(opts: RunOptions): Promise<number> {
   const init: WorkerInit = {
     config: {
       name: opts.name, domid, kernel, ramdisk, memoryMiB: opts.memory, monitorBinary, trace: opts.trace,
-      cmdline: ['console=hvc0', opts.extra ?? ''].join(' ').trim(), xenstoreRemote: !!link, consoles: opts.consoles ?? 0, disks: opts.disks ?? [],
+      cmdline: ['console=hvc0', opts.extra ?? ''].join(' ').trim(), xenstoreRemote: !!link, consoles: opts.consoles ?? 0, disks: opts.disks ?? [], vifs: opts.vifs ?? [],
     },
     input, readyMarker: READY_MARKER,
   };

@@ -29,6 +29,9 @@ import { BlkBack } from '../backends/vbd/blkback.js';
 import { VbdXenbusBackend } from '../backends/vbd/backend.js';
 import type { DiskSpec } from '../backends/vbd/disk-spec.js';
 import { VDISK_READONLY } from '../abi/io/blkif.js';
+import { DomainVifs } from '../backends/vif/attach.js';
+import type { VifSpec } from '../backends/vif/vif-spec.js';
+import { INPUT_NET } from '../vcpu/worker-protocol.js';
 import { createPrimaryConsole, type DomainNodeInfo, formatUuid, writeDomainNodes } from './domain-nodes.js';
 
 export interface DomainConfig {
@@ -46,6 +49,8 @@ export interface DomainConfig {
   consoles?: number;
   /** Virtual disks (xl disk specs, parsed). */
   disks?: DiskSpec[];
+  /** Network devices (xl vif specs, parsed). */
+  vifs?: VifSpec[];
 }
 
 export interface DomainIo {
@@ -196,6 +201,10 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   });
 
   if (cfg.xenstoreRemote && disks.length) throw new HostError('disks are not supported yet when guests join pvbox xenstored');
+  // Network devices: TAP devices, bridges and scripts before the guest runs (a missing bridge is a one-line error).
+  const vifs = DomainVifs.open(cfg.vifs ?? [], cfg.domid, (l) => trace.warn('vif', l));
+  if (cfg.xenstoreRemote && vifs.count) { vifs.close(); throw new HostError('network devices are not supported yet when guests join pvbox xenstored'); }
+
   if (cfg.xenstoreRemote) {
     // The daemon runs the secondary consoles' xenbus state machines and asks us to attach their rings.
     if (!io.introduce?.({ ...nodeInfo, consoles: cfg.consoles ?? 0 }) || !io.xsSend) throw new HostError('xenstored did not accept the domain');
@@ -230,6 +239,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
       }, { log: (l) => trace.warn(`vbd${spec.devid}`, l) });
       dev.start(new VbdXenbusBackend(spec.devid), vbdDataplane);
     }
+    vifs.start(daemon.store, grants, hv.evtchn, io.inputBuffer, (devid, l) => trace.warn(`vif${devid}`, l));
     store = new XenStoreRingTransport((send) => daemon.connect(cfg.domid, send, {
       onError: (e) => trace.warn('xs-ring', `xenstore: domain ${cfg.domid} ring: ${e}; stopped serving it`),
     }), storePage, notifyStore, (l) => trace.warn('xs-ring', l));
@@ -281,6 +291,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
         else if (r.tag === INPUT_CONSOLE_N && r.bytes.length > 0) consoleDataplane.servers.get(r.bytes[0]!)?.server.input(r.bytes.subarray(1));
         else if (r.tag === INPUT_CONTROL) onDaemonRequest(r.bytes);
         else if (r.tag === INPUT_XS) xsDeliver(r.bytes);
+        else if (r.tag === INPUT_NET) vifs.onInput(r.bytes);
       }
       return records.length > 0;
     },
@@ -293,6 +304,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   } catch (e) {
     d.crash(`pvbox internal error: ${(e as Error).stack ?? e}`);
   }
+  vifs.close();
   const r = result ?? { reason: 'crash' as const, detail: 'run loop ended without a shutdown' };
   return { reason: r.reason, detail: r.detail, exits: runner.exits, trace, bootMs: Date.now() - t0 };
 }

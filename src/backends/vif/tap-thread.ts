@@ -1,0 +1,54 @@
+// The TAP reader thread: waits in poll() on every armed vif's TAP fd and tells the domain thread, through the input ring (INPUT_NET, first byte the vif), that frames are waiting (QEMU's tap_send readiness, kept off the vCPU's thread).
+//
+// The domain thread's event loop does not run while the vCPU runs, so nothing there can wait on a
+// file descriptor. This thread does, and sends one record per "readable" edge, not the frames: the
+// domain thread then reads the frames itself straight into the netback, as many as the guest has rx
+// buffers for, and re-arms the fd (TapReaderControl.arm) when the TAP is empty. While a vif is not
+// armed its fd is left out of poll(), so a guest that posts no rx buffers costs no wake-ups and its
+// frames queue in the host kernel (and are dropped there when its queue is full), as with netback.
+import { workerData } from 'node:worker_threads';
+import { INPUT_NET, InputRingWriter } from '../../vcpu/worker-protocol.js';
+import { POLLERR, POLLHUP, POLLIN, poll } from './tap.js';
+import { readSync } from 'node:fs';
+
+export interface TapThreadInit {
+  /** TAP fds by vif index (devid); -1 for none. */
+  fds: number[];
+  /** Woken by the domain thread when it arms a vif or stops the thread. */
+  wakeFd: number;
+  /** Int32[0]: stop; Int32[1 + i]: vif i armed (1) or not (0). */
+  control: SharedArrayBuffer;
+  input: SharedArrayBuffer;
+}
+
+const init = workerData as TapThreadInit;
+const ctl = new Int32Array(init.control);
+const writer = new InputRingWriter(init.input);
+const STOP = 0;
+const POLL_TIMEOUT_MS = 1000;
+const pollfds = Buffer.alloc(8 * (init.fds.length + 1));
+const drain = new Uint8Array(8);
+
+while (Atomics.load(ctl, STOP) === 0) {
+  const order: number[] = [];
+  pollfds.writeInt32LE(init.wakeFd, 0); pollfds.writeInt16LE(POLLIN, 4); pollfds.writeInt16LE(0, 6);
+  for (const [i, fd] of init.fds.entries()) {
+    if (fd < 0 || Atomics.load(ctl, 1 + i) !== 1) continue;
+    const o = 8 * (order.length + 1);
+    pollfds.writeInt32LE(fd, o); pollfds.writeInt16LE(POLLIN, o + 4); pollfds.writeInt16LE(0, o + 6);
+    order.push(i);
+  }
+  // SAFETY: pollfds holds order.length + 1 struct pollfd entries and outlives the call.
+  const n = poll(pollfds, order.length + 1, POLL_TIMEOUT_MS) as number;
+  if (n <= 0) continue; // timeout or EINTR: look at the flags again
+  if (pollfds.readInt16LE(6) & POLLIN) { try { readSync(init.wakeFd, drain); } catch { /* EAGAIN: drained already */ } }
+  for (const [k, i] of order.entries()) {
+    if (!(pollfds.readInt16LE(8 * (k + 1) + 6) & (POLLIN | POLLERR | POLLHUP))) continue;
+    Atomics.store(ctl, 1 + i, 0);
+    if (!writer.push(INPUT_NET, Uint8Array.of(i))) {
+      // The input ring is full (the domain is not reading it): leave the vif armed and look again shortly.
+      Atomics.store(ctl, 1 + i, 1);
+      Atomics.wait(ctl, STOP, 0, 10);
+    }
+  }
+}

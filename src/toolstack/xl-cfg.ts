@@ -396,7 +396,6 @@ const KEY_RULES: ReadonlyMap<string, KeyRule> = new Map<string, KeyRule>([
     ['xenstore_feature_mask', 'XenStore feature masks']] as const)
     .map(([k, what]): [string, KeyRule] => [k, { kind: 'refuse', why: `pvbox has no ${what}` }]),
   ['timer_mode', { kind: 'refuse', why: 'not for PV guests (xl refuses it too)' }],
-  ['accel', { kind: 'refuse', why: 'not a domain setting' }],
 ]);
 
 /** The known key closest to a misspelt one (edit distance ≤ 2), for "did you mean". */
@@ -637,7 +636,7 @@ export function buildXlConfig(file: string, settings: ReadonlyMap<string, XlSett
   // xl turns vcpus < 1 into 1 quietly; pvbox says so.
   const vcpus = r.long('vcpus', 1, MAX_VCPUS) ?? 1;
   const maxvcpus = r.long('maxvcpus', 1, MAX_VCPUS) ?? vcpus;
-  if (maxvcpus < vcpus) r.fail('maxvcpus', `${maxvcpus} is less than vcpus (${vcpus} at ${formatOrigin(r.where('vcpus'))}) (xl: maxvcpus < vcpus)`);
+  if (maxvcpus < vcpus) r.fail('maxvcpus', `${maxvcpus} is less than vcpus (${vcpus} at ${formatOrigin(r.where('vcpus'))}); xl refuses this too`);
 
   const onPoweroff = shutdownAction<XlShutdownAction>(r, 'on_poweroff', 'destroy', PVBOX_ACTIONS);
   const onReboot = shutdownAction<XlShutdownAction>(r, 'on_reboot', 'restart', PVBOX_ACTIONS);

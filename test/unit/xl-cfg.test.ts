@@ -290,6 +290,17 @@ test('actions, localtime, rtc_timeoffset, devices that are off', () => {
   assert.deepEqual(c.warnings, []);
 });
 
+test("a file in the style xen-tools writes: quoted numbers, xm's dhcp, vif ip= and mac=", () => {
+  const c = parse(["kernel = '/boot/vmlinuz-6.1.0-pv'", "ramdisk = '/boot/initrd.img-6.1.0-pv'", "vcpus = '2'", "memory = '512'", "type = 'pv'",
+    "root = '/dev/xvda ro'", "extra = 'elevator=noop'", "disk = [ 'file:/srv/xen/domains/h1/disk.img,xvda,w', 'file:/srv/xen/domains/h1/swap.img,xvdb,w' ]",
+    "name = 'h1'", "dhcp = 'dhcp'", "vif = [ 'ip=192.0.2.10,mac=00:16:3E:0A:0B:0C' ]", "on_poweroff = 'destroy'", "on_reboot = 'restart'", "on_crash = 'restart'"]);
+  assert.deepEqual([c.vcpus, c.memoryMiB, c.cmdline, c.onCrash], [2, 512, 'root=/dev/xvda ro elevator=noop', 'restart']);
+  assert.deepEqual(c.disks.map((d) => d.vdev), ['xvda', 'xvdb']);
+  assert.equal(c.vifs[0]!.mac, '00:16:3e:0a:0b:0c');
+  assert.equal(c.vifs[0]!.ip, '192.0.2.10');
+  assert.deepEqual(c.warnings, ["t.cfg:10: dhcp: ignored: an xm setting that xl ignores"]);
+});
+
 test('names: what pvbox run --name takes', () => {
   for (const name of ['a', 'web-01', 'example.pvlinux', 'x_y', 'a'.repeat(64)]) assert.equal(parse([`name = "${name}"`, 'kernel = "/k"']).name, name);
 });

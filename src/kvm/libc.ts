@@ -35,3 +35,15 @@ export function address(ptr: unknown): bigint { return koffi.address(ptr); }
 export const pthread_sigmask = libc.func('int pthread_sigmask(int how, void *set, void *oldset)');
 export const sigtimedwait = libc.func('int sigtimedwait(void *set, void *info, void *timeout)');
 export const SIG_BLOCK = 0;
+
+// Disk images (backends/vbd): byte-range locks as QEMU takes them, hole punching, block-device size.
+/** fcntl with a pointer argument (struct flock for F_OFD_SETLK/F_OFD_GETLK). */
+export const fcntlPtr = libc.func('fcntl', 'int', ['int', 'int', 'void *']);
+export const fallocate = libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
+export const F_OFD_GETLK = 36, F_OFD_SETLK = 37;
+export const F_RDLCK = 0, F_WRLCK = 1, F_UNLCK = 2;
+export const SEEK_SET = 0;
+export const FALLOC_FL_KEEP_SIZE = 0x01, FALLOC_FL_PUNCH_HOLE = 0x02;
+/** _IOR(0x12, 114, size_t): a block device's size in bytes (linux/fs.h). */
+export const BLKGETSIZE64 = 0x80081272;
+export const EOPNOTSUPP = 95;

@@ -44,7 +44,7 @@ test('a raw image as xvda (rw) and xvdb (ro): checksums match the host, writes r
 test('bad disk specs and images: one line each', () => {
   const run = (...args: string[]) => spawnSync(process.execPath, [PVBOX, 'run', '--kernel', process.execPath, ...args], { encoding: 'utf8', input: '', timeout: 60_000 });
   for (const [spec, pattern] of [
-    ['format=qcow2, vdev=xvda, target=/x', /format 'qcow2' is not supported yet/],
+    ['format=vhd, vdev=xvda, target=/x', /format 'vhd' is not supported/],
     ['target=/x, vdev=sda', /vdev 'sda' is not xvda/],
     ['vdev=xvda', /no target/],
     ['target=/x, vdev=xvda, access=maybe', /access 'maybe'/],

@@ -1,7 +1,7 @@
 // xl disk specifications ('format=raw, vdev=xvda, access=rw, target=/path' and the short 'file:/path,xvda,w'), the subset pvbox serves (xen docs/misc/xl-disk-configuration.txt).
 import { ConfigError } from '../../errors.js';
 
-export interface DiskSpec { target: string; vdev: string; devid: number; readonly: boolean; format: 'raw' }
+export interface DiskSpec { target: string; vdev: string; devid: number; readonly: boolean; format: 'raw' | 'qcow2' }
 
 /** xvdX → (202 << 8) | (X << 4): Linux blkfront's XENVBD_MAJOR numbering (16 minors per disk). */
 export function vdevToDevid(vdev: string): number | undefined {
@@ -30,6 +30,6 @@ export function parseDiskSpec(spec: string): DiskSpec {
   const devid = vdevToDevid(vdev);
   if (devid === undefined) throw new ConfigError(`disk '${spec}': vdev '${vdev}' is not xvda…xvdp`);
   if (!['r', 'ro', 'w', 'rw'].includes(access)) throw new ConfigError(`disk '${spec}': access '${access}' is not r, ro, w or rw`);
-  if (format !== 'raw') throw new ConfigError(`disk '${spec}': format '${format}' is not supported yet (raw only)`);
-  return { target, vdev, devid, readonly: access === 'r' || access === 'ro', format: 'raw' };
+  if (format !== 'raw' && format !== 'qcow2') throw new ConfigError(`disk '${spec}': format '${format}' is not supported (raw and qcow2 are)`);
+  return { target, vdev, devid, readonly: access === 'r' || access === 'ro', format };
 }

@@ -289,9 +289,16 @@ class Parser {
   }
 }
 
+function pushAll<T>(target: T[], items: readonly T[]): T[] {
+  for (const item of items) target.push(item);
+  return target;
+}
+
 /** The settings of one configuration: xlu__cfg_set_store's semantics. */
 class SettingsTable {
   readonly settings = new Map<string, XlSetting>();
+  /** Keys already warned about as set twice: one warning each, however often they repeat. */
+  private readonly warnedTwice = new Set<string>();
   constructor(readonly warnings: string[]) {}
 
   assign(key: string, op: '=' | '+=', value: XlValue, origin: XlOrigin): void {
@@ -300,10 +307,13 @@ class SettingsTable {
       // xlu__cfg_concat_vals: strings are joined, lists appended; a list and a string cannot be.
       const a = previous.value;
       if (a.kind === 'atom' && value.kind === 'atom') value = { kind: 'atom', text: a.text + value.text, quoted: a.quoted || value.quoted, line: value.line };
-      else if (a.kind === 'list' && value.kind === 'list') value = { kind: 'list', items: [...a.items, ...value.items], line: value.line };
+      // The earlier list is dropped with its setting, so its array is extended in place: a
+      // thousand `disk += [...]` lines must not copy the list a thousand times.
+      else if (a.kind === 'list' && value.kind === 'list') value = { kind: 'list', items: pushAll(a.items as XlValue[], value.items), line: value.line };
       else fail(origin, `${key}: '+=' cannot add a ${value.kind === 'list' ? 'list' : 'string'} to a ${a.kind === 'list' ? 'list' : 'string'}`);
-    } else if (op === '=' && previous && previous.origin.file === origin.file && origin.file !== COMMAND_LINE) {
+    } else if (op === '=' && previous && previous.origin.file === origin.file && origin.file !== COMMAND_LINE && !this.warnedTwice.has(key)) {
       // xl lets the later assignment win without a word; in one file that is usually a mistake.
+      this.warnedTwice.add(key);
       this.warnings.push(`${formatOrigin(origin)}: ${key}: set again; this value replaces the one at line ${previous.origin.line} (the last one wins, as in xl)`);
     }
     this.settings.delete(key);

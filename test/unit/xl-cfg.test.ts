@@ -444,6 +444,12 @@ test('broken: very large and pathological inputs fail fast, reading at most 1 Mi
   assert.equal(parseXlConfig('long.cfg', `${BASE.join('\n')}\nextra = "${'x'.repeat(MAX_CONFIG_BYTES - 100)}"\n`).cmdline!.length, MAX_CONFIG_BYTES - 100);
   const many = parseXlConfig('many.cfg', `${BASE.join('\n')}\nbootloader_args = [ ${Array(100_000).fill('"-v"').join(', ')} ]\n`);
   assert.equal(many.warnings.length, 1);
+  // 40,000 appends to one list, and 100,000 repeats of one key (one warning, not 100,000).
+  const appends = parseXlConfig('appends.cfg', `${BASE.join('\n')}\nbootloader_args = []\n${'bootloader_args+=["-v"]\n'.repeat(40_000)}`);
+  assert.equal(appends.origins.get('bootloader_args')!.line, 40_003);
+  const repeats = parseXlConfig('repeats.cfg', `${BASE.join('\n')}\n${'memory=64\n'.repeat(100_000)}`);
+  assert.equal(repeats.warnings.length, 1);
+  assert.equal(repeats.origins.get('memory')!.line, 100_002);
   const ms = performance.now() - t0;
   assert.ok(ms < 5000, `took ${ms.toFixed(0)} ms`);
 });

@@ -115,6 +115,28 @@ test('raw: size rounds down to whole sectors (as blkback does); read-only refuse
   await img.close();
 });
 
+test('raw host block device (a loop device): size from BLKGETSIZE64, reads and writes, no discard', async (t) => {
+  const backingFile = join(dir, 'loop-backing.raw');
+  writeFileSync(backingFile, ''); truncateSync(backingFile, 8 * MiB);
+  const attach = run('losetup', ['-f', '--show', backingFile]);
+  if (attach.status !== 0) { t.skip(`no loop devices here: ${attach.out.trim()}`); return; }
+  const dev = attach.out.trim();
+  try {
+    const img = await openImage(dev, { readonly: false });
+    assert.equal(img.isBlockDevice, true); assert.equal(img.sizeBytes, 8 * MiB); assert.equal(img.canDiscard, false);
+    const data = pattern(64 * KiB, 11);
+    await img.write(MiB, data);
+    await img.flush();
+    const back = new Uint8Array(64 * KiB);
+    await img.read(MiB, back);
+    equalBytes(back, data, 'device read');
+    await img.close();
+    equalBytes(new Uint8Array(readFileSync(backingFile).subarray(MiB, MiB + 64 * KiB)), data, 'loop file');
+  } finally {
+    run('losetup', ['-d', dev]);
+  }
+});
+
 test('bad files: one-line ImageError naming the file', async () => {
   await rejectsImage(openImage(join(dir, 'missing.img'), { readonly: false }), /missing\.img does not exist/);
   mkdirSync(join(dir, 'adir'));

@@ -90,7 +90,12 @@ function show(text: string): string {
   return `'${escaped.length > 60 ? `${escaped.slice(0, 57)}...` : escaped}'`;
 }
 
-function fail(origin: XlOrigin, what: string): never { throw new ConfigError(`${formatOrigin(origin)}: ${what}`); }
+/** Messages are one line even when they quote a value holding `\n` (an escape in a string). */
+function oneLine(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+function fail(origin: XlOrigin, what: string): never { throw new ConfigError(`${formatOrigin(origin)}: ${oneLine(what)}`); }
 
 // ---------------------------------------------------------------------------------------------
 // Bytes to text

@@ -2,10 +2,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../src/errors.js';
 import { parseDiskSpec } from '../../src/backends/vbd/disk-spec.js';
@@ -14,6 +14,8 @@ import { COMMAND_LINE, LIBXL_DEFAULT_MEMORY_MIB, MAX_CONFIG_BYTES, parseXlConfig
 const FIXTURES = fileURLToPath(new URL('../fixtures/xl-cfg/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'pvbox-xl-cfg-'));
 let fileCount = 0;
+const scratch = [dir];
+after(() => { for (const d of scratch) rmSync(d, { recursive: true, force: true }); });
 
 /** A file in the temporary directory holding `lines` (each ended by a newline) or raw bytes. */
 function writeCfg(content: readonly string[] | Uint8Array): string {
@@ -124,6 +126,7 @@ let debianExamples: string | undefined;
 function debianExampleDir(): string {
   if (debianExamples) return debianExamples;
   const work = mkdtempSync(join(tmpdir(), 'pvbox-xen-utils-common-'));
+  scratch.push(work);
   const download = () => spawnSync('apt-get', ['download', 'xen-utils-common'], { cwd: work, encoding: 'utf8', timeout: 300_000 });
   let r = download();
   if (r.status !== 0) {
@@ -412,6 +415,10 @@ test('broken: devices', () => {
   refuse([...BASE, 'vfb = [ "vnc=1,colour=blue" ]'], 3, undefined, /vfb '.*': unknown key 'colour'/);
   refuse([...BASE, 'vfb = [ "vncdisplay=x" ]'], 3, undefined, /vncdisplay 'x' is not a display number/);
   refuse([...BASE, 'vnc = 1', 'sdl = 1'], 4, 'sdl', /no SDL window/);
+  // Values with escaped control characters still make one-line messages (refuse checks it).
+  refuse([...BASE, 'disk = [ "/a\\n,xvdq,w" ]'], 3, undefined, /disk '\/a\\x0a,xvdq,w'/);
+  refuse([...BASE, 'vif = [ "mac=\\n" ]'], 3, undefined, /vif 'mac=\\x0a'/);
+  refuse([...BASE, 'vfb = [ "vnc=\\t" ]'], 3, undefined, /vfb 'vnc=\\x09'/);
 });
 
 test('broken: bytes that are not an xl.cfg text', () => {

@@ -354,9 +354,8 @@ test('locking: pvbox excludes pvbox and qemu-img; QEMU excludes pvbox; backing f
 function patched(name: string, patch: (b: Buffer) => Buffer | void): string {
   const src = join(dir, 'template.qcow2');
   const f = join(dir, `${name}.qcow2`);
-  let b = readFileSync(src);
-  b = patch(b) ?? b;
-  writeFileSync(f, b);
+  const b = readFileSync(src);
+  writeFileSync(f, patch(b) ?? b);
   return f;
 }
 

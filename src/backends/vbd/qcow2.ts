@@ -28,8 +28,8 @@ const TWO32 = 0x1_0000_0000;
 
 /** Memory bounds for the caches: L2 tables and refcount blocks (clean entries are evicted past these). */
 const L2_CACHE_BYTES = 4 << 20, REFBLOCK_CACHE_BYTES = 1 << 20, COMPRESSED_CACHE_CLUSTERS = 4;
-/** Dirty metadata is written back (in the safe order) once this many tables are dirty, or this many frees are pending. */
-const MAX_DIRTY_TABLES = 64, MAX_PENDING_FREES = 4096;
+/** Dirty metadata is written back (in the safe order) once this many bytes of tables are dirty, or this many frees are pending. */
+const MAX_DIRTY_BYTES = 8 << 20, MAX_PENDING_FREES = 4096;
 
 function entryHi(t: DataView, i: number): number { return t.getUint32(i * 8); }
 function entryLo(t: DataView, i: number): number { return t.getUint32(i * 8 + 4); }
@@ -470,7 +470,7 @@ export class Qcow2Image implements BlockImage, VirtualDisk {
       c = runEnd;
     }
     await Promise.all(inPlace);
-    if (this.l2Dirty.size + this.refblockDirty.size > MAX_DIRTY_TABLES || this.pendingFrees.length > MAX_PENDING_FREES) await this.writeBackMetadata();
+    if (this.tooMuchDirty()) await this.writeBackMetadata();
   }
 
   private async writeNewClusters(firstCluster: number, endCluster: number, offset: number, buf: Uint8Array): Promise<void> {
@@ -494,6 +494,10 @@ export class Qcow2Image implements BlockImage, VirtualDisk {
       setEntry(t, i, host + (c - firstCluster) * cs, OFLAG_COPIED_HI);
       this.markL2Dirty(this.l2OffsetOf(l1Index), table);
     }
+  }
+
+  private tooMuchDirty(): boolean {
+    return (this.l2Dirty.size + this.refblockDirty.size) * this.clusterSize > Math.max(MAX_DIRTY_BYTES, 16 * this.clusterSize) || this.pendingFrees.length > MAX_PENDING_FREES;
   }
 
   /** Marks a table changed; it is (re)inserted in the cache because a clean one may have been evicted while we awaited it. Dirty tables are never evicted. */
@@ -812,7 +816,7 @@ export class Qcow2Image implements BlockImage, VirtualDisk {
           else setEntry(t, i, 0);
         }
         this.markL2Dirty(this.l2OffsetOf(l1Index), table);
-        if (this.l2Dirty.size + this.refblockDirty.size > MAX_DIRTY_TABLES || this.pendingFrees.length > MAX_PENDING_FREES) await this.writeBackMetadata();
+        if (this.tooMuchDirty()) await this.writeBackMetadata();
       }
     });
   }

@@ -100,9 +100,7 @@ export class Qcow2Image implements BlockImage, VirtualDisk {
     private readonly clusterBits: number,
     refcountOrder: number,
     private readonly l1Offset: number,
-    l1Size: number,
     reftableOffset: number,
-    reftableClusters: number,
     fileSize: number,
     private readonly backing: (BlockImage & VirtualDisk) | undefined,
     l1: Uint8Array,
@@ -118,11 +116,9 @@ export class Qcow2Image implements BlockImage, VirtualDisk {
     this.canDiscard = !readonly && (version >= 3 || backing === undefined);
     this.l1 = l1;
     this.l1View = view(l1);
-    void l1Size;
     this.reftable = reftable;
     this.reftableView = view(reftable);
     this.reftableOffset = reftableOffset;
-    void reftableClusters;
     this.fileEndCluster = Math.ceil(fileSize / this.clusterSize);
   }
 
@@ -232,7 +228,7 @@ export class Qcow2Image implements BlockImage, VirtualDisk {
       backing = await openChainMember(backingPath, true, (backingFormat as 'raw' | 'qcow2' | undefined) ?? 'auto', 'backing', chain, `disk image ${backingPath} (backing file of ${path})`);
     }
     try {
-      const image = new Qcow2Image(path, file.fh, readonly, label, virtualSize, version, clusterBits, refcountOrder, l1Offset, l1Size, reftableOffset, reftableClusters, fileSize, backing, l1, reftable);
+      const image = new Qcow2Image(path, file.fh, readonly, label, virtualSize, version, clusterBits, refcountOrder, l1Offset, reftableOffset, fileSize, backing, l1, reftable);
       if (!readonly && autoclear !== 0n) {
         // Autoclear features (persistent bitmaps…) describe data pvbox does not keep up to date: clear them before the first write, as QEMU does for features it does not know (qcow2_update_header).
         await writeFully(file.fh, new Uint8Array(8), HDR_AUTOCLEAR_FEATURES);

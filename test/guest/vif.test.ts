@@ -16,6 +16,8 @@ const HOST_IP = '10.199.0.1';
 const BULK_MIB = Number(process.env.PVBOX_VIF_TEST_MIB ?? 200);
 const dir = mkdtempSync(join(tmpdir(), 'pvbox-vif-'));
 const children: ChildProcess[] = [];
+/** One run directory for every guest of this test: standalone guests then take distinct domain ids, so their TAP names (vif<domid>.0) differ. */
+const runDir = mkdtempSync(join(tmpdir(), 'pvbox-vif-run-'));
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
@@ -26,7 +28,7 @@ const inNs = (cmd: string, args: string[]) => sh('ip', ['netns', 'exec', NS, cmd
 
 /** A process inside the namespace, killed at the end whatever happens. */
 function spawnInNs(cmd: string, args: string[]): ChildProcessWithoutNullStreams {
-  const p = spawn('ip', ['netns', 'exec', NS, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const p = spawn('ip', ['netns', 'exec', NS, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PVBOX_RUNDIR: runDir } });
   children.push(p);
   return p;
 }
@@ -36,8 +38,10 @@ class NsGuest {
   readonly proc: ChildProcessWithoutNullStreams;
   output = '';
   stderr = '';
+  readonly exited: Promise<number>;
   constructor(args: string[]) {
     this.proc = spawnInNs(process.execPath, [PVBOX, 'run', ...args]);
+    this.exited = new Promise((resolve) => this.proc.on('exit', (code, sig) => resolve(code ?? (sig ? 128 : 1))));
     this.proc.stdout.setEncoding('latin1');
     this.proc.stderr.setEncoding('utf8');
     this.proc.stdout.on('data', (s: string) => { this.output += s; });
@@ -144,6 +148,62 @@ test('a guest on a bridge: DHCP, ping, bulk TCP both ways with matching checksum
     assert.equal(/[0-9a-f]{32}/.exec(got)?.[0], await source.result);
     process.stderr.write(`vif: ${addr}: ${BULK_MIB} MiB guest→host in ${(upMs / 1000).toFixed(1)} s, host→guest in ${(downMs / 1000).toFixed(1)} s\n`);
     g.proc.stdin.write('poweroff -f\n');
-    await g.waitFor('powered off', 60_000).catch(() => {});
+    assert.equal(await g.exited, 0);
   } finally { g.kill(); }
+});
+
+test('two guests on the bridge ping each other and move data between them', { timeout: 900_000 }, async () => {
+  const img = await ensureDefaultImage();
+  const common = ['--kernel', img.kernel, '--ramdisk', img.initrd, '--memory', '256'];
+  const a = new NsGuest([...common, '--name', 'vif-b1', '--vif', 'bridge=br0']);
+  let b: NsGuest | undefined;
+  try {
+    await a.boot();
+    b = new NsGuest([...common, '--name', 'vif-b2', '--vif', 'bridge=br0, vifname=guest2']);
+    await b.boot();
+    assert.match(inNs('ip', ['-o', 'link', 'show', 'master', 'br0']), /guest2:/);
+    // Generated MACs: Xen's OUI, different from each other.
+    const macA = (await a.sh('cat /sys/class/net/eth0/address')).trim(), macB = (await b.sh('cat /sys/class/net/eth0/address')).trim();
+    assert.match(macA, /^00:16:3e:[0-7]/); assert.match(macB, /^00:16:3e:[0-7]/); assert.notEqual(macA, macB);
+    await a.sh('ip link set eth0 up; ip addr add 10.199.0.201/24 dev eth0');
+    await b.sh('ip link set eth0 up; ip addr add 10.199.0.202/24 dev eth0');
+    assert.match(await a.sh('ping -c 3 -W 5 10.199.0.202', 60_000), / 0% packet loss/);
+    assert.match(await b.sh('ping -c 3 -W 5 10.199.0.201', 60_000), / 0% packet loss/);
+    await b.sh('(nc -l -p 6000 | md5sum > /tmp/sum) & sleep 0');
+    const sent = await a.sh('dd if=/dev/urandom of=/tmp/x bs=1M count=16 2>/dev/null; md5sum /tmp/x; sleep 1; nc 10.199.0.202 6000 < /tmp/x', 600_000);
+    const got = await b.sh('wait; cat /tmp/sum', 600_000);
+    assert.equal(/[0-9a-f]{32}/.exec(got)?.[0], /[0-9a-f]{32}/.exec(sent)?.[0]);
+  } finally { a.kill(); b?.kill(); }
+});
+
+test('bad vif specs, a missing bridge and a taken interface name: one line each', async () => {
+  const run = (...args: string[]) => spawnSync('ip', ['netns', 'exec', NS, process.execPath, PVBOX, 'run', ...args], { encoding: 'utf8', input: '', timeout: 120_000, env: { ...process.env, PVBOX_RUNDIR: runDir } });
+  for (const [spec, pattern] of [
+    ['mac=00:16:3e:zz:00:01', /mac '00:16:3e:zz:00:01' is not six hex octets/],
+    ['mac=01:16:3e:00:00:01', /multicast/],
+    ['bridge=br0, colour=blue', /unknown key 'colour'/],
+    ['bridge=br0, type=ioemu', /type 'ioemu' is not supported/],
+    ['vifname=this-name-is-far-too-long', /vifname .* is not an interface name/],
+    ['bridge=br0, mtu=20', /mtu '20'/],
+  ] as const) {
+    const r = run('--kernel', process.execPath, '--vif', spec);
+    assert.notEqual(r.status, 0);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, pattern);
+  }
+  const img = await ensureDefaultImage();
+  const missing = run('--kernel', img.kernel, '--ramdisk', img.initrd, '--vif', 'bridge=nosuchbr');
+  assert.notEqual(missing.status, 0);
+  assert.equal(missing.stderr.trim().split('\n').length, 1, missing.stderr);
+  assert.match(missing.stderr, /bridge nosuchbr does not exist/);
+  // br0 is a bridge, not a name a TAP device can take.
+  const taken = run('--kernel', img.kernel, '--ramdisk', img.initrd, '--vif', 'vifname=br0');
+  assert.notEqual(taken.status, 0);
+  assert.equal(taken.stderr.trim().split('\n').length, 1, taken.stderr);
+  assert.match(taken.stderr, /vif br0: cannot create the TAP device/);
+  // create-bridge=1 makes a missing bridge; the guest then boots (and is powered off at once).
+  const made = spawnSync('ip', ['netns', 'exec', NS, process.execPath, PVBOX, 'run', '--kernel', img.kernel, '--ramdisk', img.initrd, '--vif', 'bridge=newbr, create-bridge=1'], { encoding: 'utf8', input: 'poweroff -f\n', timeout: 300_000, env: { ...process.env, PVBOX_RUNDIR: runDir } });
+  assert.equal(made.status, 0, made.stderr);
+  assert.match(inNs('ip', ['-o', 'link', 'show', 'newbr']), /newbr:.*bridge|newbr:/);
+  assert.ok(inNs('ls', ['/sys/class/net/newbr/bridge']).length > 0);
 });

@@ -18,6 +18,8 @@ interface Vif {
   hotplug?: HotplugInfo;
   /** While connected: the ring server and what undoes the attach. */
   conn?: { nb: NetBack; port: number; handles: number[] };
+  /** Counters of the last connection, kept after it ends. */
+  stats?: NetBack['stats'];
 }
 
 export class DomainVifs implements VifDataplane {
@@ -125,6 +127,7 @@ export class DomainVifs implements VifDataplane {
       return `port ${rings.port} is not an unbound port for Domain-0`;
     }
     vif.conn = { nb, port: rings.port, handles: [tx.handle!, rx.handle!] };
+    vif.stats = nb.stats;
     nb.onHostReadable(); // frames that queued while the guest booted; arms the reader when the TAP is empty
     return undefined;
   }
@@ -140,7 +143,7 @@ export class DomainVifs implements VifDataplane {
 
   /** Counters per vif, for --stats and tests. */
   stats(): { name: string; stats: NetBack['stats'] | undefined; writeErrors: number }[] {
-    return [...this.vifs.values()].map((v) => ({ name: v.tap.name, stats: v.conn?.nb.stats, writeErrors: v.tap.writeErrors }));
+    return [...this.vifs.values()].map((v) => ({ name: v.tap.name, stats: v.stats, writeErrors: v.tap.writeErrors }));
   }
 
   /** Stop the reader thread, disconnect, run scripts with `offline`, close the TAP devices (which removes them). Idempotent. */

@@ -36,8 +36,13 @@ export const XEN_NETBK_LEGACY_SLOTS_MAX = 18;
 /** netfront's xennet_get_responses accepts at most XEN_NETIF_NR_SLOTS_MIN data slots per rx packet. */
 const RX_MAX_DATA_SLOTS = 18;
 const ETH_HLEN = 14;
-/** Largest frame either direction: netif sizes are u16 (XEN_NETIF_MAX_TX_SIZE). */
+/** Largest tx frame: a tx request's size is a u16 (XEN_NETIF_MAX_TX_SIZE). */
 export const MAX_FRAME = 0xffff;
+/**
+ * Largest rx frame: rx sizes are per slot, so only the slot count bounds a frame. The host kernel's
+ * TSO frames reach 64 KiB of TCP payload plus headers (GSO_MAX_SIZE 65536 + Ethernet), past 0xffff.
+ */
+export const MAX_RX_FRAME = RX_MAX_DATA_SLOTS * PAGE;
 
 // ---- virtio_net_hdr (include/uapi/linux/virtio_net.h): what a TAP device with IFF_VNET_HDR reads and writes first ----
 export const VNET_HDR_LEN = 10;
@@ -118,7 +123,7 @@ export class NetBack {
   /** Tx frames are assembled here: virtio_net_hdr, then the packet. */
   private readonly txBuf = new Uint8Array(VNET_HDR_LEN + MAX_FRAME);
   /** The host frame waiting for rx requests (rxPending bytes of rxBuf), if any. */
-  private readonly rxBuf = new Uint8Array(VNET_HDR_LEN + MAX_FRAME + 4);
+  private readonly rxBuf = new Uint8Array(VNET_HDR_LEN + MAX_RX_FRAME);
   private rxPending = 0;
   private warnings = 0;
 
@@ -325,7 +330,7 @@ export class NetBack {
   /** How the pending frame goes to the guest, or undefined to drop it (the frontend cannot take it). */
   private rxPlan(): { len: number; dataSlots: number; gso: { type: number; size: number } | undefined; flags: number } | undefined {
     const len = this.rxPending - VNET_HDR_LEN;
-    if (len < ETH_HLEN || len > MAX_FRAME) return undefined;
+    if (len < ETH_HLEN || len > MAX_RX_FRAME) return undefined;
     const vflags = this.rxBuf[0]!, vgso = this.rxBuf[1]!, gsoSize = this.rxBuf[4]! | (this.rxBuf[5]! << 8);
     const dataSlots = Math.ceil(len / PAGE);
     if (dataSlots > RX_MAX_DATA_SLOTS || (dataSlots > 1 && !this.features.sg)) return undefined;

@@ -4,6 +4,7 @@ import { PvboxError, UsageError } from '../errors.js';
 import { run } from './run.js';
 import { xenstoredCommand } from '../xenstore/daemon.js';
 import { consoleCommand } from './console.js';
+import { blockAttach, blockDetach } from './block.js';
 import { parseDiskSpec } from '../backends/vbd/disk-spec.js';
 import { parseVifSpecs } from '../backends/vif/vif-spec.js';
 
@@ -13,6 +14,10 @@ commands:
   run [--kernel FILE] [--ramdisk FILE] [--extra ARGS] [--memory MiB] [--name NAME] [--consoles N] [--disk SPEC]... [--vif SPEC]... [--trace] [--stats]
       boot a Xen PV guest and attach its console (Ctrl-] ends the session).
       Without --kernel, boots the default Debian 12 guest (built on first use).
+  block-attach <domain> <disk spec>
+      give a running guest another disk (xl disk syntax, e.g. 'format=raw, vdev=xvdb, access=rw, target=/img').
+  block-detach <domain> <vdev>
+      take a disk away from a running guest (the guest lets go of it first).
   console <domain> [--num N]
       attach this terminal to a running guest's console (by name or domain id); Ctrl-] detaches
       and the guest keeps running.
@@ -46,6 +51,11 @@ export async function main(argv: string[]): Promise<number> {
       const name = values.name ?? 'pvbox-guest';
       if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new UsageError(`--name '${name}': use letters, digits, '.', '_' and '-' (at most 64)`);
       return run({ kernel: values.kernel, ramdisk: values.ramdisk, extra: values.extra, memory, trace: !!values.trace, stats: !!values.stats, name, consoles, disks, vifs });
+    }
+    case 'block-attach': case 'block-detach': {
+      const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: {} });
+      if (positionals.length !== 2) throw new UsageError(verb === 'block-attach' ? 'usage: pvbox block-attach <domain> <disk spec>' : 'usage: pvbox block-detach <domain> <vdev>');
+      return verb === 'block-attach' ? blockAttach(positionals[0]!, positionals[1]!) : blockDetach(positionals[0]!, positionals[1]!);
     }
     case 'console': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { num: { type: 'string' } } });

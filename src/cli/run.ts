@@ -7,6 +7,7 @@ import type { DiskSpec } from '../backends/vbd/disk-spec.js';
 import type { VifSpec } from '../backends/vif/vif-spec.js';
 import type { ShutdownReason } from '../hypervisor/domain.js';
 import { ensureMonitorBinary } from '../monitor/image.js';
+import { ControlServer, controlSocketPath, type ControlReply } from '../toolstack/control-server.js';
 import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
 import { DomainLinkClient, domainLinkPath } from '../toolstack/domain-link.js';
 import { ConsoleServer, consoleSocketPath, pickStandaloneDomid } from '../toolstack/console-server.js';
@@ -54,6 +55,14 @@ export async function run(opts: RunOptions): Promise<number> {
     secondaryServers.set(n, server);
   }
   const worker = new Worker(fileURLToPath(new URL('../vcpu/worker-entry.mjs', import.meta.url)), { workerData: init });
+  // Management requests (pvbox block-attach…) go to the domain thread and its answer comes back.
+  const pendingControl = new Map<number, (r: ControlReply) => void>();
+  let nextControlId = 1;
+  const controlServer = await ControlServer.listen(controlSocketPath(domid, opts.name), (req) => new Promise<ControlReply>((resolve) => {
+    const id = nextControlId++;
+    pendingControl.set(id, resolve);
+    if (!writer.push(INPUT_CONTROL, Buffer.from(JSON.stringify({ ...req, id })))) { pendingControl.delete(id); resolve({ ok: false, error: 'the domain is not taking requests' }); }
+  })).catch((e: Error) => { process.stderr.write(`pvbox: control socket unavailable (${e.message}); block-attach cannot reach this guest\n`); return undefined; });
   const stdin = process.stdin;
   const tty = stdin.isTTY;
   let detached = false;
@@ -67,7 +76,8 @@ export async function run(opts: RunOptions): Promise<number> {
   stdin.on('error', () => {});
   const restore = () => {
     if (tty) stdin.setRawMode(false);
-    stdin.pause(); stdin.off('data', push); link?.close(); consoleServer?.close();
+    stdin.pause(); stdin.off('data', push); link?.close(); consoleServer?.close(); controlServer?.close();
+    for (const done of pendingControl.values()) done({ ok: false, error: 'the domain has ended' });
     for (const s of secondaryServers.values()) s.close();
   };
   const t0 = Date.now();
@@ -77,6 +87,7 @@ export async function run(opts: RunOptions): Promise<number> {
       if (m.type === 'ready') readyMs = m.ms as number;
       if (m.type === 'xs') link?.sendXs(m.bytes as Uint8Array);
       if (m.type === 'control') link?.sendControl(m.msg as object);
+      if (m.type === 'control-reply') { const done = pendingControl.get(m.id as number); pendingControl.delete(m.id as number); done?.(m.result as ControlReply); }
       if (m.type === 'console') (m.devid ? secondaryServers.get(m.devid as number) : consoleServer)?.broadcast(m.bytes as Uint8Array);
       if (m.type === 'introduce' && link) {
         link.ready({ ...(m.info as Parameters<DomainLinkClient['ready']>[0]) }).then(() => writer.introduced(true), (e) => {

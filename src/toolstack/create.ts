@@ -1,5 +1,5 @@
 // Creating and running one PV domain in this thread: KVM VM, monitor, builder, Xen core, console and XenStore, then the vCPU loop (libxl_create.c + xl's domain process in one place, for one vCPU).
-import { fstatSync, openSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { loadKernelCached } from '../builder/kernel-cache.js';
 import { cacheDir } from '../images/debian.js';
 import { writeStartInfo } from '../builder/start_info.js';
@@ -20,15 +20,16 @@ import { Kicker } from '../vcpu/kick.js';
 import { type HostInputs, VcpuRunner } from '../vcpu/run-loop.js';
 import { XenStoreRingTransport } from '../xenstore/ring-transport.js';
 import { XenStored } from '../xenstore/xenstored.js';
-import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS } from '../vcpu/worker-protocol.js';
+import { INPUT_BLKIO, INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS } from '../vcpu/worker-protocol.js';
 import { createDevice } from '../xenbus/device.js';
 import { ConsoleXenbusBackend } from '../backends/console/device.js';
 import { type Dataplane, RingDataplane } from '../backends/ring-dataplane.js';
 import { GrantAccess } from '../hypervisor/grant_table_backend.js';
-import { BlkBack } from '../backends/vbd/blkback.js';
-import { VbdXenbusBackend } from '../backends/vbd/backend.js';
+import { checkQueues } from '../backends/vbd/backend.js';
+import { DomainDisks, LocalDeviceHost, RemoteDeviceHost } from './domain-disks.js';
+import { VbdDataplane } from '../backends/vbd/dataplane.js';
+import type { LinkDevice } from './domain-link.js';
 import type { DiskSpec } from '../backends/vbd/disk-spec.js';
-import { VDISK_READONLY } from '../abi/io/blkif.js';
 import { DomainVifs } from '../backends/vif/attach.js';
 import type { VifSpec } from '../backends/vif/vif-spec.js';
 import { INPUT_NET } from '../vcpu/worker-protocol.js';
@@ -62,9 +63,11 @@ export interface DomainIo {
   /** XenStore requests from the guest's ring, for the remote daemon. */
   xsSend?(bytes: Uint8Array): void;
   /** Introduce the built domain to the remote daemon (writes its nodes); blocks; false if refused. */
-  introduce?(info: Omit<DomainNodeInfo, 'domid'> & { consoles: number }): boolean;
-  /** Answer a request of the remote daemon (device attached). */
+  introduce?(info: Omit<DomainNodeInfo, 'domid'> & { consoles: number; devices?: LinkDevice[] }): boolean;
+  /** Answer a request of the remote daemon (device attached), or ask it something (device-add). */
   control?(msg: object): void;
+  /** Answer request `id` of the main thread's control socket (block-attach…). */
+  reply?(id: number, result: object): void;
   /** Block until input may be available or timeoutMs passes. */
   waitInput(timeoutMs: number): void;
   /** The ring takeInput reads: backends' own threads (block I/O) append to it. */
@@ -82,6 +85,14 @@ const MIN_MEMORY_MIB = 64;
  * KVM_GET_TSC_KHZ can be off by 0.1% under nested virtualisation, which makes Linux's clocksource
  * watchdog mark the TSC unstable; fall back to it when the interval is too short to measure.
  */
+/** Backends with threads of their own append to the domain's input ring; an embedding without one cannot run them. */
+const u32 = (x: number) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
+
+function requireInput(io: DomainIo): SharedArrayBuffer {
+  if (!io.inputBuffer) throw new HostError('this domain has no input ring for backend threads (disks need one)');
+  return io.inputBuffer;
+}
+
 function calibrateTscKhz(kv: KvmVcpu, [tsc0, ns0]: readonly [bigint, bigint]): number {
   const tsc1 = kv.getMsr(0x10) ?? 0n, ns1 = process.hrtime.bigint();
   const dns = ns1 - ns0;
@@ -169,45 +180,53 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   let xsDeliver: (bytes: Uint8Array) => void = () => {};
   const storePage = mem.bytes(layout.storePfn * 4096, 4096);
   const notifyStore = () => hv.evtchn.setPending(storePort);
-  /** A request of pvbox xenstored (the control plane) about one of this domain's devices. */
+  /** A request of pvbox xenstored (the control plane) about one of this domain's devices: attach or detach its rings. */
   const onDaemonRequest = (bytes: Uint8Array): void => {
-    let m: { op?: string; devid?: unknown; ringRef?: unknown; port?: unknown };
+    let m: { op?: string; type?: string; devid?: unknown; ringRef?: unknown; port?: unknown; queues?: unknown; persistent?: unknown; id?: unknown; spec?: unknown; vdev?: unknown };
     try { m = JSON.parse(new TextDecoder().decode(bytes)); } catch { return; }
     const devid = Number(m.devid);
-    if (!Number.isInteger(devid) || devid < 1 || devid > (cfg.consoles ?? 0)) return;
-    if (m.op === 'console-attach') {
-      const ref = Number(m.ringRef), port = Number(m.port);
-      const u32 = (x: number) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
-      const error = u32(ref) && u32(port) ? consoleDataplane.attach(devid, ref, port) : 'bad ring-ref or port';
-      io.control?.({ op: 'console-attached', devid, ...(error ? { error } : {}) });
-    } else if (m.op === 'console-detach') consoleDataplane.detach(devid);
+    if (m.type === 'console') {
+      if (!Number.isInteger(devid) || devid < 1 || devid > (cfg.consoles ?? 0)) return;
+      if (m.op === 'attach') {
+        const ref = Number(m.ringRef), port = Number(m.port);
+        const error = u32(ref) && u32(port) ? consoleDataplane.attach(devid, ref, port) : 'bad ring-ref or port';
+        io.control?.({ op: 'attached', type: 'console', devid, ...(error ? { error } : {}) });
+      } else if (m.op === 'detach') consoleDataplane.detach(devid);
+    } else if (m.type === 'vbd' && disks.dataplane?.disk(devid)) {
+      const vbd = disks.dataplane;
+      if (m.op === 'attach') {
+        const queues = checkQueues(m.queues);
+        const error = queues ? vbd.attach({ devid, queues, persistent: m.persistent === true }) : 'bad queues';
+        io.control?.({ op: 'attached', type: 'vbd', devid, ...(error ? { error } : {}) });
+      } else if (m.op === 'detach') vbd.detach(devid);
+    } else if (remoteDevices?.onReply(m)) {
+      // an answer of the daemon to device-add / device-remove
+    } else if ((m.op === 'block-attach' || m.op === 'block-detach') && typeof m.id === 'number') {
+      // From `pvbox block-attach|block-detach` through the main thread's control socket.
+      const id = m.id;
+      const work = m.op === 'block-attach' ? disks.attach(m.spec) : disks.detach(m.vdev);
+      work.then((r) => io.reply?.(id, r), (e) => io.reply?.(id, { ok: false, error: (e as Error).message }));
+    }
   };
   // The consoles' data plane: map the granted ring, bind the frontend's port, move the bytes.
   const grants = new GrantAccess(hv.gnttab, { backendDomid: 0, pageTypes: hv.mm.types });
   const consoleDataplane = new RingDataplane(grants, hv.evtchn, (devid, page, notify) =>
     new ConsoleBackend(page, (b) => io.console(b, devid), notify, (l) => trace.warn(`console${devid}`, l)));
 
-  // Disks: open every image before the guest runs (a missing one is a one-line error, not a dead device).
-  const disks = (cfg.disks ?? []).map((spec) => {
-    let fd: number;
-    try { fd = openSync(spec.target, spec.readonly ? 'r' : 'r+'); } catch (e) { throw new ImageError(`disk ${spec.vdev}: cannot open ${spec.target}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
-    const size = fstatSync(fd).size;
-    if (size < 512) throw new ImageError(`disk ${spec.vdev}: ${spec.target} is smaller than one sector`);
-    return { spec, file: { fd, sizeBytes: size - (size % 512), readonly: spec.readonly } };
-  });
-  const vbdDataplane = new RingDataplane(grants, hv.evtchn, (devid, page, notify) => {
-    const disk = disks.find((x) => x.spec.devid === devid);
-    return disk ? new BlkBack(page, grants, disk.file, notify, (l) => trace.warn(`vbd${devid}`, l)) : `no disk ${devid}`;
-  });
+  // Disks: opened and locked in the block I/O thread before the guest runs (a missing, locked or corrupt image is a one-line error, not a dead device).
+  const vbdLog = (devid: number, l: string) => trace.warn(`vbd${devid}`, l);
+  const disks = new DomainDisks((specs) => VbdDataplane.open(specs, requireInput(io), grants, hv.evtchn, vbdLog), undefined);
+  await disks.openBootDisks(cfg.disks ?? []);
+  const remoteDevices = cfg.xenstoreRemote && io.control ? new RemoteDeviceHost(io.control) : undefined;
 
-  if (cfg.xenstoreRemote && disks.length) throw new HostError('disks are not supported yet when guests join pvbox xenstored');
   // Network devices: TAP devices, bridges and scripts before the guest runs (a missing bridge is a one-line error).
   const vifs = DomainVifs.open(cfg.vifs ?? [], cfg.domid, (l) => trace.warn('vif', l));
   if (cfg.xenstoreRemote && vifs.count) { vifs.close(); throw new HostError('network devices are not supported yet when guests join pvbox xenstored'); }
 
   if (cfg.xenstoreRemote) {
     // The daemon runs the secondary consoles' xenbus state machines and asks us to attach their rings.
-    if (!io.introduce?.({ ...nodeInfo, consoles: cfg.consoles ?? 0 }) || !io.xsSend) throw new HostError('xenstored did not accept the domain');
+    if (!io.introduce?.({ ...nodeInfo, consoles: cfg.consoles ?? 0, devices: disks.bootDevices() }) || !io.xsSend || !remoteDevices) throw new HostError('xenstored did not accept the domain');
+    disks.setHost(remoteDevices);
     const xsSend = io.xsSend;
     store = new XenStoreRingTransport((send) => { xsDeliver = send; return { receive: (chunk) => xsSend(chunk) }; }, storePage, notifyStore, (l) => trace.warn('xs-ring', l));
   } else {
@@ -227,18 +246,12 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
       }, { log: (l) => trace.warn(`console${i}`, l) });
       dev.start(new ConsoleXenbusBackend(i), consoleDataplane);
     }
-    for (const { spec, file } of disks) {
-      const dev = createDevice<Dataplane>(daemon.store, {
-        type: 'vbd', frontendDomid: cfg.domid, devid: spec.devid,
-        frontendNodes: { 'virtual-device': spec.devid, 'device-type': 'disk' },
-        backendNodes: {
-          params: spec.target, type: 'file', mode: spec.readonly ? 'r' : 'w', 'device-type': 'disk',
-          sectors: file.sizeBytes / 512, 'sector-size': 512, 'physical-sector-size': 512,
-          info: spec.readonly ? VDISK_READONLY : 0, 'feature-flush-cache': 1,
-        },
-      }, { log: (l) => trace.warn(`vbd${spec.devid}`, l) });
-      dev.start(new VbdXenbusBackend(spec.devid), vbdDataplane);
+    const localDevices = new LocalDeviceHost(daemon.store, cfg.domid, () => disks.dataplane!, vbdLog);
+    for (const d of disks.bootDevices()) {
+      const err = await localDevices.add(d);
+      if (err) throw new HostError(`disk ${d.devid}: ${err}`);
     }
+    disks.setHost(localDevices);
     vifs.start(daemon.store, grants, hv.evtchn, io.inputBuffer, (devid, l) => trace.warn(`vif${devid}`, l));
     store = new XenStoreRingTransport((send) => daemon.connect(cfg.domid, send, {
       onError: (e) => trace.warn('xs-ring', `xenstore: domain ${cfg.domid} ring: ${e}; stopped serving it`),
@@ -292,6 +305,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
         else if (r.tag === INPUT_CONTROL) onDaemonRequest(r.bytes);
         else if (r.tag === INPUT_XS) xsDeliver(r.bytes);
         else if (r.tag === INPUT_NET) vifs.onInput(r.bytes);
+        else if (r.tag === INPUT_BLKIO) disks.dataplane?.onCompletions(r.bytes);
       }
       return records.length > 0;
     },
@@ -304,6 +318,8 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   } catch (e) {
     d.crash(`pvbox internal error: ${(e as Error).stack ?? e}`);
   }
+  // Outstanding disk I/O finishes, images are flushed and unlocked before the process reports the end.
+  await disks.shutdown();
   vifs.close();
   const r = result ?? { reason: 'crash' as const, detail: 'run loop ended without a shutdown' };
   return { reason: r.reason, detail: r.detail, exits: runner.exits, trace, bootMs: Date.now() - t0 };

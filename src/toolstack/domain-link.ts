@@ -11,9 +11,10 @@ import { HostError } from '../errors.js';
 import { createPrimaryConsole, formatUuid, removeDomainNodes, writeDomainNodes, type DomainNodeInfo } from './domain-nodes.js';
 import { defaultSocketPaths } from '../xenstore/socket-transport.js';
 import type { Connection, XenStored } from '../xenstore/xenstored.js';
-import { createDevice, destroyDevice } from '../xenbus/device.js';
+import { createDevice, destroyDevice, type NodeValues, type XenbusDevice } from '../xenbus/device.js';
 import { ConsoleXenbusBackend } from '../backends/console/device.js';
 import type { Dataplane } from '../backends/ring-dataplane.js';
+import { VbdXenbusBackend, type VbdAttacher } from '../backends/vbd/backend.js';
 
 export const LINK_CONTROL = 1, LINK_XS = 2;
 const MAX_FRAME = 64 * 1024;
@@ -49,15 +50,32 @@ export class FrameParser {
 }
 
 export interface LinkHello { op: 'hello'; name: string }
-export interface LinkReady extends Omit<DomainNodeInfo, 'domid' | 'name'> { op: 'ready'; consoles?: number }
+/** A device whose data plane the domain process runs; the daemon creates it in the store with these nodes and runs its xenbus control plane. */
+export interface LinkDevice { type: 'vbd'; devid: number; frontendNodes: NodeValues; backendNodes: NodeValues }
+export interface LinkReady extends Omit<DomainNodeInfo, 'domid' | 'name'> { op: 'ready'; consoles?: number; devices?: LinkDevice[] }
 
 /**
  * Devices across the link: the daemon runs each device's xenbus state machine next to the store
- * (control plane) and asks the domain process to attach or detach its ring (data plane):
- * daemon → domain {op:'console-attach', devid, ringRef, port} answered by {op:'console-attached',
- * devid, error?}; daemon → domain {op:'console-detach', devid}.
+ * (control plane) and asks the domain process to attach or detach its rings (data plane):
+ * daemon → domain {op:'attach', type, devid, ...rings} answered by {op:'attached', type, devid,
+ * error?}; daemon → domain {op:'detach', type, devid}. Rings are {ringRef, port} for a console,
+ * {queues, persistent} for a vbd (backends/vbd/dataplane.ts VbdAttach).
  */
 const MAX_CONSOLES = 8;
+const MAX_LINK_DEVICES = 16;
+
+/** Node values the domain process sent, checked before they reach the store. */
+function linkNodes(v: unknown): NodeValues | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const out: Record<string, string | number> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(k)) return undefined;
+    if (typeof x === 'string' && x.length <= 4096) out[k] = x;
+    else if (typeof x === 'number' && Number.isSafeInteger(x)) out[k] = x;
+    else return undefined;
+  }
+  return out;
+}
 
 /** Daemon side: accept domain processes, give each a domid, serve its ring stream as that domain. */
 export class DomainLinkServer {
@@ -91,25 +109,59 @@ export class DomainLinkServer {
     let domid = 0, uuid = '', name = '', conn: Connection | undefined;
     /** Teardown callbacks of this domain's devices (destroyDevice). */
     const devices: (() => void)[] = [];
-    const pendingAttach = new Map<number, (err: string | undefined) => void>();
+    const pendingAttach = new Map<string, (err: string | undefined) => void>();
+    const remoteAttach = (type: string, devid: number, rings: object) => new Promise<string | undefined>((resolve) => {
+      const key = `${type}:${devid}`;
+      pendingAttach.get(key)?.('superseded');
+      pendingAttach.set(key, resolve);
+      s.write(controlFrame({ op: 'attach', type, devid, ...rings }));
+    });
+    const remoteDetach = (type: string, devid: number) => { if (!s.destroyed) s.write(controlFrame({ op: 'detach', type, devid })); };
     const remoteConsoles: Dataplane = {
-      attach: (devid, ringRef, port) => new Promise((resolve) => {
-        pendingAttach.get(devid)?.('superseded');
-        pendingAttach.set(devid, resolve);
-        s.write(controlFrame({ op: 'console-attach', devid, ringRef, port }));
-      }),
-      detach: (devid) => { if (!s.destroyed) s.write(controlFrame({ op: 'console-detach', devid })); },
+      attach: (devid, ringRef, port) => remoteAttach('console', devid, { ringRef, port }),
+      detach: (devid) => remoteDetach('console', devid),
+    };
+    const remoteDisks: VbdAttacher = {
+      attach: (a) => remoteAttach('vbd', a.devid, { queues: a.queues, persistent: a.persistent }),
+      detach: (devid) => remoteDetach('vbd', devid),
     };
     const fail = (message: string) => { s.end(controlFrame({ op: 'error', message })); };
+    /** Hot-plugged and boot-time devices the domain process serves, by 'type:devid'. */
+    const linkDevices = new Map<string, XenbusDevice<VbdAttacher>>();
+    const addDevice = (d: LinkDevice | undefined): string | undefined => {
+      const frontendNodes = linkNodes(d?.frontendNodes), backendNodes = linkNodes(d?.backendNodes);
+      if (d?.type !== 'vbd' || !Number.isInteger(d.devid) || d.devid < 0 || d.devid > 0xffff || !frontendNodes || !backendNodes) return 'malformed device';
+      if (linkDevices.size >= MAX_LINK_DEVICES) return 'too many devices';
+      try {
+        const dev = createDevice<VbdAttacher>(xenstored.store, { type: 'vbd', frontendDomid: domid, devid: d.devid, frontendNodes, backendNodes }, { log });
+        dev.start(new VbdXenbusBackend(d.devid), remoteDisks);
+        linkDevices.set(`vbd:${d.devid}`, dev);
+        return undefined;
+      } catch (e) { return `vbd ${d.devid}: ${(e as Error).message}`; }
+    };
     s.on('data', (chunk) => parser.feed(chunk, (kind, payload) => {
       if (kind === LINK_XS) { conn?.receive(payload); return; }
       let msg: { op?: string; [k: string]: unknown };
       try { msg = JSON.parse(payload.toString('utf8')); } catch { fail('bad control message'); return; }
-      if (msg.op === 'console-attached' && conn) {
-        const devid = Number(msg.devid);
-        const done = pendingAttach.get(devid);
-        pendingAttach.delete(devid);
+      if (msg.op === 'attached' && conn) {
+        const key = `${String(msg.type)}:${Number(msg.devid)}`;
+        const done = pendingAttach.get(key);
+        pendingAttach.delete(key);
         done?.(typeof msg.error === 'string' ? msg.error.slice(0, 200) : undefined);
+        return;
+      }
+      if (msg.op === 'device-add' && conn) {
+        const d = msg.device as LinkDevice | undefined;
+        const error = addDevice(d);
+        s.write(controlFrame({ op: 'device-added', type: d?.type, devid: d?.devid, ...(error ? { error } : {}) }));
+        return;
+      }
+      if (msg.op === 'device-remove' && conn) {
+        const key = `${String(msg.type)}:${Number(msg.devid)}`;
+        const dev = linkDevices.get(key);
+        linkDevices.delete(key);
+        const answer = () => { if (!s.destroyed) s.write(controlFrame({ op: 'device-removed', type: msg.type, devid: msg.devid })); };
+        if (dev) void dev.unplug().then(answer, answer); else answer();
         return;
       }
       if (msg.op === 'hello' && !domid) {
@@ -146,12 +198,17 @@ export class DomainLinkServer {
             devices.push(() => destroyDevice(dev));
           } catch (e) { log(`domain ${domid}: console ${i}: ${(e as Error).message}`); }
         }
+        for (const d of Array.isArray(r.devices) ? r.devices.slice(0, MAX_LINK_DEVICES) : []) {
+          const err = addDevice(d);
+          if (err) log(`domain ${domid}: ${err}`);
+        }
         s.write(controlFrame({ op: 'introduced', domid }));
       } else fail(`unexpected control message '${String(msg.op)}'`);
     }));
     s.on('close', () => {
       for (const done of pendingAttach.values()) done('the domain process went away');
       for (const destroy of devices) destroy();
+      for (const dev of linkDevices.values()) destroyDevice(dev);
       conn?.close();
       if (domid) {
         removeDomainNodes(dom0, domid, uuid);
@@ -182,7 +239,7 @@ export class DomainLinkClient {
       if (kind === LINK_XS) { this.onXs(payload); return; }
       let m: { op: string; [k: string]: unknown };
       try { m = JSON.parse(payload.toString('utf8')); } catch { return; }
-      if (m.op === 'console-attach' || m.op === 'console-detach') { this.onControl(m); return; }
+      if (m.op === 'attach' || m.op === 'detach' || m.op === 'device-added' || m.op === 'device-removed') { this.onControl(m); return; }
       this.waiters.shift()?.(m);
     }));
     s.on('close', () => { for (const w of this.waiters.splice(0)) w({ op: 'error', message: 'xenstored closed the link' }); this.onClose(); });

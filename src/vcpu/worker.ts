@@ -41,6 +41,7 @@ try {
     setKickTarget: (tid) => input.setKickTarget(tid),
     xsSend: (bytes) => parentPort!.postMessage({ type: 'xs', bytes }),
     control: (msg) => parentPort!.postMessage({ type: 'control', msg }),
+    reply: (id, result) => parentPort!.postMessage({ type: 'control-reply', id, result }),
     introduce: (info) => {
       parentPort!.postMessage({ type: 'introduce', info });
       return input.awaitIntroduction(30_000);

@@ -7,6 +7,8 @@ import { consoleCommand } from './console.js';
 import { blockAttach, blockDetach } from './block.js';
 import { parseDiskSpec } from '../backends/vbd/disk-spec.js';
 import { parseVifSpecs } from '../backends/vif/vif-spec.js';
+import { XL_VERBS, xlCommand, xmVerb } from './xl.js';
+import { DOMAIN_PROCESS_VERB, domainProcessMain } from '../toolstack/domain-process.js';
 
 const USAGE = `usage: pvbox <command> [options]
 
@@ -21,6 +23,11 @@ commands:
   console <domain> [--num N]
       attach this terminal to a running guest's console (by name or domain id); Ctrl-] detaches
       and the guest keeps running.
+  create [-c] <xl.cfg> [key=value...]    start a guest from an xl.cfg(5) file, detached (-c: attach its console)
+  list | info | dmesg [-c] | uptime | top | domid <name> | domname <id>
+  shutdown [-w] [-a] | reboot | destroy | pause | unpause | rename <domain> [new name]
+  mem-set | mem-max <domain> <size[bkmgt]>;  vcpu-set <domain> <n>
+      xl's verbs and output formats for detached guests; 'pvbox xm <verb>' takes xm's spellings.
   xenstored [--socket PATH] [--foreground] [--log FILE]
       serve XenStore to Domain-0 clients (xenstore-utils, pyxs) on a Unix socket, by default
       where libxenstore looks ($XENSTORED_PATH, else /run/xenstored/socket). Without
@@ -73,7 +80,13 @@ export async function main(argv: string[]): Promise<number> {
       if (values.socket === '') throw new UsageError('--socket: expected a path');
       return xenstoredCommand({ socket: values.socket, foreground: !!values.foreground, logFile: values.log });
     }
+    case DOMAIN_PROCESS_VERB: return domainProcessMain();
+    case 'xm': {
+      const xm = xmVerb(rest[0]);
+      return XL_VERBS.has(xm) ? xlCommand(xm, rest.slice(1)) : main([xm, ...rest.slice(1)]);
+    }
     default:
+      if (XL_VERBS.has(verb)) return xlCommand(verb, rest);
       throw new UsageError(`unknown command '${verb}' (try pvbox --help)`);
   }
 }

@@ -55,13 +55,16 @@ export class ConsoleServer {
   private readonly clients = new Set<Socket>();
   private constructor(readonly path: string, private readonly server: Server) {}
 
-  static async listen(path: string, onInput: (bytes: Uint8Array) => void): Promise<ConsoleServer> {
+  /** `replay`: what a new client is shown first (a detached domain's recent output, as xenconsoled's buffer). */
+  static async listen(path: string, onInput: (bytes: Uint8Array) => void, replay?: () => Uint8Array): Promise<ConsoleServer> {
     mkdirSync(join(path, '..'), { recursive: true, mode: 0o755 });
     if (existsSync(path)) unlinkSync(path); // a leftover of a pvbox that died (live ones were refused by name)
     const server = createServer();
     const cs = new ConsoleServer(path, server);
     server.on('connection', (s) => {
       cs.clients.add(s);
+      const recent = replay?.();
+      if (recent?.length) s.write(recent);
       s.on('data', (b) => onInput(b));
       s.on('close', () => cs.clients.delete(s));
       s.on('error', () => cs.clients.delete(s));

@@ -34,6 +34,7 @@ import { DomainVifs } from '../backends/vif/attach.js';
 import type { VifSpec } from '../backends/vif/vif-spec.js';
 import { INPUT_NET } from '../vcpu/worker-protocol.js';
 import { createPrimaryConsole, type DomainNodeInfo, formatUuid, writeDomainNodes } from './domain-nodes.js';
+import { DOMAIN_THREAD_OPS, domainThreadOp } from './domain-ops.js';
 
 export interface DomainConfig {
   name: string;
@@ -180,6 +181,8 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   let xsDeliver: (bytes: Uint8Array) => void = () => {};
   const storePage = mem.bytes(layout.storePfn * 4096, 4096);
   const notifyStore = () => hv.evtchn.setPending(storePort);
+  /** Domain-0 writes into this domain's store (xl shutdown, mem-set, rename): the in-process store only. */
+  let dom0Write = (_path: string, _value: string): string | undefined => 'not supported yet for guests under pvbox xenstored';
   /** A request of pvbox xenstored (the control plane) about one of this domain's devices: attach or detach its rings. */
   const onDaemonRequest = (bytes: Uint8Array): void => {
     let m: { op?: string; type?: string; devid?: unknown; ringRef?: unknown; port?: unknown; queues?: unknown; persistent?: unknown; id?: unknown; spec?: unknown; vdev?: unknown };
@@ -201,6 +204,12 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
       } else if (m.op === 'detach') vbd.detach(devid);
     } else if (remoteDevices?.onReply(m)) {
       // an answer of the daemon to device-add / device-remove
+    } else if (typeof m.op === 'string' && DOMAIN_THREAD_OPS.has(m.op) && typeof m.id === 'number') {
+      // From the toolstack (pvbox pause, shutdown, mem-set…) through the main thread's control socket.
+      io.reply?.(m.id, domainThreadOp(m as Record<string, unknown>, {
+        d, uuid: nodeInfo.uuid, xsWrite: (path, value) => dom0Write(path, value),
+        setPaused: (on) => { runner.paused = on; }, paused: () => runner.paused,
+      }));
     } else if ((m.op === 'block-attach' || m.op === 'block-detach') && typeof m.id === 'number') {
       // From `pvbox block-attach|block-detach` through the main thread's control socket.
       const id = m.id;
@@ -235,6 +244,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
     const dom0 = daemon.store.connect(0, () => {});
     dom0.write(0, '/local/domain/0/name', 'Domain-0');
     dom0.write(0, '/local/domain/0/domid', '0');
+    dom0Write = (path, value) => { const r = dom0.write(0, path, value); return r.ok ? undefined : `xenstore write ${path}: ${r.failure}`; };
     writeDomainNodes(dom0, { domid: cfg.domid, ...nodeInfo });
     daemon.introduceDomain(cfg.domid);
     createPrimaryConsole(daemon.store, { domid: cfg.domid, ...nodeInfo }, (l) => trace.warn('console0', l));

@@ -32,6 +32,11 @@ export class VcpuRunner {
   private blocked: BlockRequest | undefined;
   private forcedStep: { guestTf: boolean } | undefined;
   exits = 0;
+  /**
+   * Paused by the toolstack (xl pause: Xen's domain_pause_by_systemcontroller): the vCPU is not
+   * entered; host input is still taken, so the unpause request (and others) are heard.
+   */
+  paused = false;
 
   constructor(readonly hv: Hypervisor, readonly v: Vcpu, readonly kicker: Kicker, readonly host: HostInputs) { this.d = hv.d; }
 
@@ -52,6 +57,7 @@ export class VcpuRunner {
         await new Promise<void>((resolve) => setImmediate(resolve));
         lastTurn = performance.now();
       }
+      if (this.paused) { this.host.poll(); if (this.paused) this.host.wait(MAX_IDLE_WAIT_MS); continue; }
       if (this.blocked) { this.waitBlocked(); continue; }
       this.kicker.arm(this.nextDeadlineMono());
       const reason = kvm.runOnce();

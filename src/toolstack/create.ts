@@ -188,6 +188,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
     let m: { op?: string; type?: string; devid?: unknown; ringRef?: unknown; port?: unknown; queues?: unknown; persistent?: unknown; id?: unknown; spec?: unknown; vdev?: unknown };
     try { m = JSON.parse(new TextDecoder().decode(bytes)); } catch { return; }
     const devid = Number(m.devid);
+    if (remoteDevices?.onReply(m)) return; // an answer of the daemon to device-add / device-remove
     if (m.type === 'console') {
       if (!Number.isInteger(devid) || devid < 1 || devid > (cfg.consoles ?? 0)) return;
       if (m.op === 'attach') {
@@ -202,8 +203,6 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
         const error = queues ? vbd.attach({ devid, queues, persistent: m.persistent === true }) : 'bad queues';
         io.control?.({ op: 'attached', type: 'vbd', devid, ...(error ? { error } : {}) });
       } else if (m.op === 'detach') vbd.detach(devid);
-    } else if (remoteDevices?.onReply(m)) {
-      // an answer of the daemon to device-add / device-remove
     } else if (typeof m.op === 'string' && DOMAIN_THREAD_OPS.has(m.op) && typeof m.id === 'number') {
       // From the toolstack (pvbox pause, shutdown, mem-set…) through the main thread's control socket.
       io.reply?.(m.id, domainThreadOp(m as Record<string, unknown>, {

@@ -1,7 +1,8 @@
 // Guests under `pvbox xenstored`: they appear in the daemon's store by name, Debian's xenstore-utils see them, and host-side control/shutdown and control/sysrq drive them as under Xen (issue 3).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -113,5 +114,37 @@ test('secondary console under the daemon: xenstored runs the backend state machi
     assert.equal(await g.exited, 0);
     for (let i = 0; i < 50 && spawnSync('xenstore-read', [`/local/domain/0/backend/console/${domid}/1/state`], { env }).status === 0; i++) await new Promise((r) => setTimeout(r, 100));
     assert.notEqual(spawnSync('xenstore-read', [`/local/domain/0/backend/console/${domid}/1/state`], { env }).status, 0, 'backend directory removed');
+  } finally { g.kill(); }
+});
+
+test('disks under the daemon: a boot disk and a hot-plugged one; xenstored runs their control plane, the domain process serves the rings', { timeout: 900_000 }, async (t) => {
+  if (skip) { t.skip(skip); return; }
+  const img = await ensureDefaultImage();
+  const runEnv = { ...env, PVBOX_RUNDIR: join(dir, 'run-vbd') };
+  const a = join(dir, 'a.img'), b = join(dir, 'b.img');
+  writeFileSync(a, randomBytes(4 << 20));
+  writeFileSync(b, randomBytes(2 << 20));
+  const md5 = (p: string) => createHash('md5').update(readFileSync(p)).digest('hex');
+  const g = new GuestSession(['--kernel', img.kernel, '--ramdisk', img.initrd, '--name', 'ctl-v', '--disk', `format=raw, vdev=xvda, access=rw, target=${a}`], runEnv);
+  try {
+    await g.waitFor('PVBOX-READY', 240_000);
+    await g.waitFor('# ', 30_000);
+    await g.sh('dmesg -n 1');
+    const ids = xs('xenstore-list', '/local/domain').split('\n').filter(Boolean);
+    const domid = ids.find((id) => spawnSync('xenstore-read', [`/local/domain/${id}/name`], { env, encoding: 'utf8' }).stdout.trim() === 'ctl-v');
+    assert.ok(domid);
+    assert.equal(xs('xenstore-read', `/local/domain/0/backend/vbd/${domid}/51712/state`).trim(), '4');
+    assert.equal(xs('xenstore-read', `/local/domain/0/backend/vbd/${domid}/51712/params`).trim(), a);
+    assert.match(await g.sh('md5sum /dev/xvda', 300_000), new RegExp(md5(a)));
+    const att = spawnSync(process.execPath, [PVBOX, 'block-attach', 'ctl-v', `file:${b},xvdb,r`], { env: runEnv, encoding: 'utf8' });
+    assert.equal(att.status, 0, att.stderr);
+    assert.match(await g.sh('i=0; while [ ! -e /sys/block/xvdb ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; md5sum /dev/xvdb', 300_000), new RegExp(md5(b)));
+    assert.equal(xs('xenstore-read', `/local/domain/0/backend/vbd/${domid}/51728/state`).trim(), '4');
+    const det = spawnSync(process.execPath, [PVBOX, 'block-detach', 'ctl-v', 'xvdb'], { env: runEnv, encoding: 'utf8' });
+    assert.equal(det.status, 0, det.stderr);
+    assert.notEqual(spawnSync('xenstore-read', [`/local/domain/0/backend/vbd/${domid}/51728/state`], { env }).status, 0, 'xvdb backend removed');
+    assert.doesNotMatch(await g.sh('ls /sys/block'), /xvdb/);
+    g.proc.stdin.write('poweroff -f\n');
+    assert.equal(await g.exited, 0);
   } finally { g.kill(); }
 });

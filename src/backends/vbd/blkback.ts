@@ -201,7 +201,8 @@ export class BlkBack {
       if (s.last < s.first || s.last >= PAGE / SECTOR) return this.bad(`segment sectors ${s.first}..${s.last}`);
       p.bytes += (s.last - s.first + 1) * SECTOR;
     }
-    if (!Number.isSafeInteger(p.sector) || p.sector * SECTOR + p.bytes > sectors * SECTOR) return this.bad('access beyond the end of the disk');
+    // vbd_translate: only a request that moves data is checked against the disk's size (a flush's sector_number is not meaningful).
+    if (p.bytes > 0 && (!Number.isSafeInteger(p.sector) || p.sector * SECTOR + p.bytes > sectors * SECTOR)) return this.bad(`operation ${op}: sectors ${p.sector}+${p.bytes / SECTOR} beyond the end of the disk (${sectors})`);
     return p;
   }
 

@@ -164,14 +164,15 @@ async function destroyVerb(target: string): Promise<number> {
 }
 
 async function createVerb(args: string[]): Promise<number> {
-  const { values, positionals } = parse('create', args, { console: { type: 'boolean', short: 'c' }, quiet: { type: 'boolean', short: 'q' }, file: { type: 'string', short: 'f' } },
+  const { values, positionals } = parse('create', args, { console: { type: 'boolean', short: 'c' }, quiet: { type: 'boolean', short: 'q' }, verbose: { type: 'boolean', short: 'v' }, file: { type: 'string', short: 'f' } },
     0, Infinity, 'create [-c] [-q] <config file> [key=value...]');
   const file = values.file as string | undefined ?? positionals.shift();
   if (!file) throw usage('create [-c] [-q] <config file> [key=value...]');
-  if (!values.quiet) process.stderr.write(`Parsing config from ${file}\n`);
+  // xl says "Parsing config from <file>" first; pvbox keeps stderr to the one line of an error, so says it only with -v.
+  if (values.verbose) process.stderr.write(`Parsing config from ${file}\n`);
   const cfg = readXlConfigFile(file, positionals);
   const { spec, warnings } = await domainSpecFromXl(cfg);
-  for (const w of warnings) process.stderr.write(`pvbox: warning: ${w}\n`);
+  if (!values.quiet) for (const w of warnings) process.stderr.write(`pvbox: warning: ${w}\n`);
   try { await spawnDomainProcess(spec); } catch (e) { if (spec.bootDir) rmSync(spec.bootDir, { recursive: true, force: true }); throw e; }
   return values.console ? consoleCommand(spec.name) : 0;
 }

@@ -35,7 +35,7 @@ export function bootDir(uuid: string, env: NodeJS.ProcessEnv = process.env): str
  */
 export async function domainSpecFromXl(cfg: XlConfig): Promise<{ spec: DomainSpec; warnings: string[] }> {
   const warnings = [...cfg.warnings];
-  if (cfg.memoryMiB < MIN_MEMORY_MIB) fail(cfg, cfg.origins.has('memory') ? 'memory' : 'maxmem', `${cfg.memoryMiB} MiB is too little: a PV Linux guest needs at least ${MIN_MEMORY_MIB} MiB${cfg.origins.has('memory') || cfg.origins.has('maxmem') ? '' : ' (xl\'s default is 32 MiB; set memory =)'}`);
+  if (cfg.memoryMiB < MIN_MEMORY_MIB) fail(cfg, !cfg.origins.has('memory') && cfg.origins.has('maxmem') ? 'maxmem' : 'memory', `${cfg.memoryMiB} MiB is too little: a PV Linux guest needs at least ${MIN_MEMORY_MIB} MiB${cfg.origins.has('memory') || cfg.origins.has('maxmem') ? '' : ' (xl\'s default is 32 MiB; set memory =)'}`);
   if (cfg.vcpus > 1) fail(cfg, 'vcpus', `${cfg.vcpus}: pvbox runs one vCPU per guest for now (vcpus = 1)`);
   if (cfg.maxvcpus > 1) warnings.push(`${formatOrigin(at(cfg, 'maxvcpus'))}: maxvcpus: ${cfg.maxvcpus} ignored: pvbox runs one vCPU per guest for now`);
   if (cfg.vfbs.length) fail(cfg, cfg.origins.has('vfb[0]') ? 'vfb[0]' : 'vfb', 'pvbox has no framebuffer (vfb/vkbd) backend yet; remove vfb/vnc settings');

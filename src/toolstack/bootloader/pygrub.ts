@@ -60,7 +60,7 @@ export function parseGrubLegacy(text: string): { entries: BootEntry[]; defaultEn
   for (const raw of text.split('\n')) {
     const line = raw.trim();
     if (!line || line.startsWith('#')) continue;
-    const m = /^(\S+)\s*=?\s*(.*)$/.exec(line)!;
+    const m = /^([^\s=]+)\s*=?\s*(.*)$/.exec(line)!;
     const key = m[1]!.toLowerCase(), rest = m[2]!;
     if (key === 'default') defaultEntry = rest.trim();
     else if (key === 'title') { cur = { title: rest, kernel: '', args: '' }; entries.push(cur); }

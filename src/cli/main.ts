@@ -28,6 +28,8 @@ commands:
   shutdown [-w] [-a] | reboot | destroy | pause | unpause | rename <domain> [new name]
   mem-set | mem-max <domain> <size[bkmgt]>;  vcpu-set <domain> <n>
       xl's verbs and output formats for detached guests; 'pvbox xm <verb>' takes xm's spellings.
+  daemon [--foreground]
+      the management API (JSON lines on $PVBOX_RUNDIR/pvbox.sock): list, create, and the verbs above.
   xenstored [--socket PATH] [--foreground] [--log FILE]
       serve XenStore to Domain-0 clients (xenstore-utils, pyxs) on a Unix socket, by default
       where libxenstore looks ($XENSTORED_PATH, else /run/xenstored/socket). Without
@@ -86,7 +88,7 @@ export async function main(argv: string[]): Promise<number> {
       return XL_VERBS.has(xm) ? xlCommand(xm, rest.slice(1)) : main([xm, ...rest.slice(1)]);
     }
     default:
-      if (XL_VERBS.has(verb)) return xlCommand(verb, rest);
+      if (XL_VERBS.has(verb) || verb === 'daemon') return xlCommand(verb, rest);
       throw new UsageError(`unknown command '${verb}' (try pvbox --help)`);
   }
 }

@@ -11,6 +11,7 @@ import { readXlConfigFile } from '../toolstack/xl-cfg.js';
 import { domainSpecFromXl } from '../toolstack/xl-domain.js';
 import { XEN_MAJOR, XEN_MINOR } from '../hypervisor/cpuid.js';
 import { HYPERVISOR_VIRT_START } from '../abi/xen.js';
+import { daemonSocketPath, ensureDaemon, serveDaemon } from '../toolstack/daemon.js';
 
 /** Linux's USER_HZ: /proc's CPU times are in these ticks. */
 const CLK_TCK = 100;
@@ -256,6 +257,13 @@ export async function xlCommand(verb: string, args: string[]): Promise<number> {
     case 'rename': {
       const [target, name] = parse(verb, args, {}, 2, 2, 'rename <domain> <new name>').positionals as [string, string];
       await ask(verb, findDomain(target), { op: 'rename', name });
+      return 0;
+    }
+    case 'daemon': {
+      const { values } = parse(verb, args, { foreground: { type: 'boolean' } }, 0, 0, 'daemon [--foreground]');
+      if (values.foreground) return serveDaemon();
+      await ensureDaemon();
+      process.stdout.write(`pvbox daemon: serving ${daemonSocketPath()}\n`);
       return 0;
     }
     default: throw new UsageError(`unknown command '${verb}'`);

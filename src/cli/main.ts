@@ -5,6 +5,7 @@ import { run } from './run.js';
 import { xenstoredCommand } from '../xenstore/daemon.js';
 import { consoleCommand } from './console.js';
 import { blockAttach, blockDetach } from './block.js';
+import { restoreCommand, saveCommand } from './save.js';
 import { parseDiskSpec } from '../backends/vbd/disk-spec.js';
 import { parseVifSpecs } from '../backends/vif/vif-spec.js';
 import { XL_VERBS, xlCommand, xmVerb } from './xl.js';
@@ -16,6 +17,10 @@ commands:
   run [--kernel FILE] [--ramdisk FILE] [--extra ARGS] [--memory MiB] [--name NAME] [--consoles N] [--disk SPEC]... [--vif SPEC]... [--trace] [--stats]
       boot a Xen PV guest and attach its console (Ctrl-] ends the session).
       Without --kernel, boots the default Debian 12 guest (built on first use).
+  save <domain> <file>
+      suspend a running guest and write its memory and state to FILE; the domain is then gone.
+  restore [-c] <file>
+      start a new domain from a saved guest; -c attaches its console.
   block-attach <domain> <disk spec>
       give a running guest another disk (xl disk syntax, e.g. 'format=raw, vdev=xvdb, access=rw, target=/img').
   block-detach <domain> <vdev>
@@ -60,6 +65,16 @@ export async function main(argv: string[]): Promise<number> {
       const name = values.name ?? 'pvbox-guest';
       if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new UsageError(`--name '${name}': use letters, digits, '.', '_' and '-' (at most 64)`);
       return run({ kernel: values.kernel, ramdisk: values.ramdisk, extra: values.extra, memory, trace: !!values.trace, stats: !!values.stats, name, consoles, disks, vifs });
+    }
+    case 'save': {
+      const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: {} });
+      if (positionals.length !== 2) throw new UsageError('usage: pvbox save <domain> <file>');
+      return saveCommand(positionals[0]!, positionals[1]!);
+    }
+    case 'restore': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { console: { type: 'boolean', short: 'c' } } });
+      if (positionals.length !== 1) throw new UsageError('usage: pvbox restore [-c] <file>');
+      return restoreCommand(positionals[0]!, !!values.console);
     }
     case 'block-attach': case 'block-detach': {
       const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: {} });

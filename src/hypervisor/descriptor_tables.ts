@@ -54,6 +54,18 @@ export class DescriptorTables {
     return 0;
   }
 
+  /** Install already-checked GDT frames (a restored vCPU's; their descriptors were fixed when set_gdt first took them). */
+  installGdt(v: Vcpu, frames: readonly number[], entries: number): void {
+    if (entries > FIRST_RESERVED_GDT_ENTRY || frames.length < Math.ceil((entries * 8) / 4096) || !frames.every((f) => this.d.isRam(f))) throw new Error('installGdt: bad saved GDT');
+    const gdt = this.gdtGpa(v);
+    for (let e = 0; e < entries; e++) {
+      const desc = checkDescriptor(this.d.mem.read64(frames[e >> 9]! * 4096 + (e & 511) * 8));
+      this.d.mem.write64(gdt + e * 8, desc ?? 0n);
+    }
+    this.d.mem.fill(gdt + entries * 8, FIRST_RESERVED_GDT_BYTE - entries * 8, 0);
+    v.gdtFrames = [...frames]; v.gdtEnts = entries;
+  }
+
   /** update_descriptor(maddr, desc). */
   do_update_descriptor(v: Vcpu, maddr: bigint, desc: bigint): number {
     const ma = Number(maddr);

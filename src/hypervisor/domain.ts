@@ -25,6 +25,12 @@ export class Domain {
   readonly sharedInfoMfn: number;
   /** Pages ballooned out (XENMEM_decrease_reservation) and not yet repopulated. */
   readonly releasedFrames = new Set<number>();
+  /**
+   * Set while pvbox save waits for the guest to suspend: called in the guest's
+   * SCHEDOP_shutdown(SHUTDOWN_suspend) with its start_info frame; writes the save file and returns
+   * undefined (the domain then stops), or an error (the suspend is cancelled, the guest runs on).
+   */
+  saveHook: ((v: Vcpu, startInfoMfn: number) => string | undefined) | undefined;
   /** The emulated PIT channel 2 (pv_pit_handler). */
   readonly pit = new Pit();
 

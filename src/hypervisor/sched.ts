@@ -2,6 +2,7 @@
 import { XEN_EINVAL, XEN_ENOSYS, XEN_EPERM, XEN_EFAULT } from '../abi/errno.js';
 import { SCHEDOP_block, SCHEDOP_poll, SCHEDOP_remote_shutdown, SCHEDOP_shutdown, SCHEDOP_shutdown_code, SCHEDOP_yield } from '../abi/sched.js';
 import { DOMID_SELF } from '../abi/xen.js';
+import { R } from '../kvm/kvm.js';
 import type { Domain, ShutdownReason } from './domain.js';
 import type { EventChannels } from './event_channel.js';
 import { setUpcallMask, upcallPending } from './traps.js';
@@ -35,8 +36,17 @@ export function do_sched_op(d: Domain, ev: EventChannels, v: Vcpu, cmd: number, 
         return 0;
       }
       if (r === 'suspend') {
-        d.trace.warn('suspend', 'guest asked to suspend: save/restore is not supported yet; the suspend is cancelled');
-        return 1; // the guest sees a cancelled suspend (SUSPEND_CANCEL semantics)
+        // Only a suspend the toolstack asked for (pvbox save) stops the domain; the guest passed its
+        // start_info frame in the third argument (Linux HYPERVISOR_suspend; xc_domain_save reads it).
+        const hook = d.saveHook;
+        d.saveHook = undefined;
+        if (!hook) {
+          d.trace.warn('suspend', 'guest asked to suspend without a pvbox save: the suspend is cancelled');
+          return 1; // the guest sees a cancelled suspend (SUSPEND_CANCEL semantics)
+        }
+        if (hook(v, Number(v.regs[R.rdx]! & 0xfffffffffn)) !== undefined) return 1; // not saved: the guest resumes where it was
+        d.shutdown('suspend');
+        return 0;
       }
       d.shutdown(r, d.shutdownCode ? `code ${d.shutdownCode}` : undefined);
       return 0;

@@ -8,7 +8,7 @@ const monotonicNs = (): bigint => process.hrtime.bigint();
 
 export class TimeKeeper {
   /** Host CLOCK_MONOTONIC at guest system time 0. */
-  readonly bootNs = monotonicNs();
+  bootNs = monotonicNs();
   readonly mul: number;
   readonly shift: number;
   private version = new Map<number, number>();
@@ -25,6 +25,9 @@ export class TimeKeeper {
   }
 
   systemTime(): bigint { return monotonicNs() - this.bootNs; }
+
+  /** A restored domain's clock goes on from where the saved one stopped (Linux's pvclock must not see time go backwards). */
+  continueFrom(systemTimeNs: bigint): void { this.bootNs = monotonicNs() - systemTimeNs; }
 
   /** Write vcpu_time_info for a vCPU (update_vcpu_system_time), with the odd/even version protocol. */
   updateVcpuTime(v: Vcpu): void {

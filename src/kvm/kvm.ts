@@ -15,6 +15,8 @@ export const KVM_GET_REGS = 0x8090ae81;
 export const KVM_SET_REGS = 0x4090ae82;
 export const KVM_GET_SREGS = 0x8138ae83;
 export const KVM_SET_SREGS = 0x4138ae84;
+/** _IOR/_IOW(KVMIO, 0xa4/0xa5): struct kvm_xsave is 4096 bytes. */
+export const KVM_GET_XSAVE = 0x9000aea4, KVM_SET_XSAVE = 0x5000aea5;
 export const KVM_GET_MSRS = 0xc008ae88;
 export const KVM_SET_MSRS = 0x4008ae89;
 export const KVM_SET_CPUID2 = 0x4008ae90;
@@ -179,6 +181,12 @@ export class Vcpu {
     return b;
   }
   setSregs(b: Buffer): void { check(libc.ioctlPtr(this.fd, KVM_SET_SREGS, b), 'KVM_SET_SREGS'); }
+  /** struct kvm_xsave (4 KiB): the FPU/SSE/AVX state, for save/restore. */
+  getXsave(): Buffer { const b = Buffer.alloc(4096); check(libc.ioctlPtr(this.fd, KVM_GET_XSAVE, b), 'KVM_GET_XSAVE'); return b; }
+  setXsave(b: Buffer): void { check(libc.ioctlPtr(this.fd, KVM_SET_XSAVE, b), 'KVM_SET_XSAVE'); }
+  /** struct kvm_xcrs (XCR0), for save/restore. */
+  getXcrs(): Buffer { const b = Buffer.alloc(392); check(libc.ioctlPtr(this.fd, KVM_GET_XCRS, b), 'KVM_GET_XCRS'); return b; }
+  setXcrs(b: Buffer): void { check(libc.ioctlPtr(this.fd, KVM_SET_XCRS, b), 'KVM_SET_XCRS'); }
   setRegs(values: bigint[]): void {
     const b = Buffer.alloc(144);
     values.forEach((v, i) => b.writeBigUInt64LE(BigInt.asUintN(64, v), i * 8));

@@ -157,7 +157,7 @@ export async function domainProcessMain(): Promise<number> {
   const startGuest = (r: DomainRecord, monitorBinary: string) => new GuestRun({
     config: {
       name: r.name, domid: r.domid, kernel: spec.kernel, ramdisk: spec.ramdisk, cmdline: spec.cmdline, memoryMiB: spec.memoryMiB,
-      monitorBinary, trace: false, xenstoreRemote: false, consoles: 0, disks: spec.disks, vifs: spec.vifs,
+      monitorBinary, trace: process.env.PVBOX_TRACE === '1', xenstoreRemote: false, consoles: 0, disks: spec.disks, vifs: spec.vifs, restoreFrom: spec.restoreFrom,
     },
     readyMarker: 'PVBOX-READY',
   }, (bytes) => { replay.push(bytes); consoleServer?.broadcast(bytes); });
@@ -217,6 +217,10 @@ export async function domainProcessMain(): Promise<number> {
       case 'block-attach': case 'block-detach':
         if (!g || !live()) return { ok: false, error: `domain ${r.domid} is not running (${r.state})` };
         return g.request(req, 60_000);
+      case 'save':
+        // xl save: the guest suspends, its state goes to the file, then the domain is gone (the death loop sees 'suspend').
+        if (!g || r.state !== 'running') return { ok: false, error: `domain ${r.domid} is not running (${r.state})` };
+        return g.request(req, 180_000);
       default:
         return { ok: false, error: `unknown request '${req.op}'` };
     }
@@ -235,6 +239,7 @@ export async function domainProcessMain(): Promise<number> {
     controlServer = await ControlServer.listen(controlSocketPath(record.domid, record.name), handle);
     guest = startGuest(record, monitorBinary);
     record.vcpuTid = await guest.built();
+    spec.restoreFrom = undefined; // a later restart (on_reboot=restart) boots the kernel
     record.state = 'running'; save();
     hostLog(`domain ${record.domid} (${record.name}) created, ${spec.memoryMiB} MiB, from ${spec.configPath ?? 'the command line'}`);
   } catch (e) {
@@ -252,6 +257,7 @@ export async function domainProcessMain(): Promise<number> {
     const end = await guest.ended;
     if ('error' in end) return destroy(end.error);
     const reason = end.reason;
+    if (reason === 'suspend') return destroy('saved (pvbox save)');
     const action = reason === 'poweroff' ? spec.onPoweroff : reason === 'reboot' ? spec.onReboot : spec.onCrash;
     hostLog(`domain ${record.domid} (${record.name}) shut down: ${reason}${end.detail ? ` (${end.detail})` : ''}; action ${action}`);
     say(`guest ${reason}${end.detail ? `: ${end.detail}` : ''}; on_${reason === 'poweroff' || reason === 'reboot' ? reason : 'crash'}=${action}`);

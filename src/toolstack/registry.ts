@@ -24,6 +24,8 @@ export interface DomainSpec {
   onCrash: XlShutdownAction;
   /** The xl.cfg it came from (absolute), for `list -l` and messages. */
   configPath?: string;
+  /** The first start restores this pvbox save file instead of booting (pvbox restore); later restarts boot. */
+  restoreFrom?: string;
   /** A directory of boot files the bootloader copied out of the guest's disk; removed with the domain. */
   bootDir?: string;
 }

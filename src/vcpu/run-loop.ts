@@ -192,7 +192,7 @@ export class VcpuRunner {
       this.forcedStep = undefined;
       if (!guestTf) { v.frame.rflags &= ~X86_EFLAGS_TF; return; }
     }
-    if (d.trace.enabled) d.trace.log(`trap ${TRAP_NAMES[vec] ?? vec} ec=${hex(ec)} rip=${hex(rip)} ${v.kernelMode ? 'kernel' : 'user'}`);
+    if (d.trace.enabled) d.trace.log(`trap ${TRAP_NAMES[vec] ?? vec} ec=${hex(ec)} rip=${hex(rip)}${vec === 14 ? ` cr2=${hex(v.kvm.runView.getBigUint64(0x1c0 + 0xe8, true))}` : ''} ${v.kernelMode ? 'kernel' : 'user'}`);
     switch (vec) {
       case 14: {
         const cr2 = v.kvm.runView.getBigUint64(0x1c0 + 0xe8, true);

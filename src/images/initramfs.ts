@@ -69,6 +69,76 @@ if [ -d /sys/bus/xen ]; then
     done
 fi
 
+# root= on the command line: mount that disk and hand PID 1 to its init, as
+# Debian's initramfs-tools does (scripts/local: wait for the device, mount it
+# read-only unless "rw" is given, so the system's own boot scripts check it
+# and remount it per fstab; init:
+# move /dev /proc /sys /run into it, then run-init). The kernel does not pass
+# root=, ro/rw, rootfstype=, rootflags=, rootdelay= or init= to /init, so they
+# are read from /proc/cmdline. Without root= nothing here runs.
+root= rootfstype= rootflags= rootdelay=30 rootmode=ro rootinit=/sbin/init
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        root=*) root=\${arg#root=} ;;
+        rootfstype=*) rootfstype=\${arg#rootfstype=} ;;
+        rootflags=*) rootflags=\${arg#rootflags=} ;;
+        rootdelay=*) rootdelay=\${arg#rootdelay=} ;;
+        init=*) rootinit=\${arg#init=} ;;
+        ro) rootmode=ro ;;
+        rw) rootmode=rw ;;
+    esac
+done
+mount_root() {
+    case "$root" in
+        LABEL=*|UUID=*) dev= ;;
+        /dev/*) dev=$root ;;
+        *) echo "pvbox-init: root=$root: expected /dev/NAME, LABEL=... or UUID=..."; return 1 ;;
+    esac
+    case "$rootdelay" in ''|*[!0-9]*) rootdelay=30 ;; esac
+    i=0
+    while :; do
+        # findfs reads the labels and UUIDs of the block devices there are now.
+        case "$root" in LABEL=*|UUID=*) dev=$(findfs "$root" 2>/dev/null) ;; esac
+        [ -n "$dev" ] && [ -b "$dev" ] && break
+        if [ $i -ge $((rootdelay * 10)) ]; then
+            echo "pvbox-init: root device $root did not appear within \${rootdelay} s (block devices: $(ls /sys/block | tr '\\n' ' ')); give pvbox run a --disk with that vdev, or wait longer with rootdelay=SECONDS"
+            return 1
+        fi
+        [ $i -eq 20 ] && echo "pvbox-init: waiting up to \${rootdelay} s for root device $root"
+        sleep 0.1
+        i=$((i + 1))
+    done
+    # ext4 is the disk filesystem this initramfs carries; with rootfstype= the
+    # module of that name, if there is one. mount without -t tries every
+    # filesystem in /proc/filesystems.
+    modprobe -q "\${rootfstype:-ext4}" 2>/dev/null
+    mkdir -p /root-mount
+    if ! mount \${rootfstype:+-t "$rootfstype"} -o "$rootmode\${rootflags:+,$rootflags}" "$dev" /root-mount; then
+        echo "pvbox-init: cannot mount $dev ($root) on /root-mount\${rootfstype:+ as $rootfstype}"
+        return 1
+    fi
+    if [ ! -x "/root-mount$rootinit" ] && [ ! -L "/root-mount$rootinit" ]; then
+        echo "pvbox-init: $dev has no $rootinit (give another with init=PATH)"
+        umount /root-mount
+        return 1
+    fi
+    return 0
+}
+if [ -n "$root" ]; then
+    if mount_root; then
+        umount /tmp 2>/dev/null
+        for m in /dev /proc /sys /run; do
+            mkdir -p "/root-mount$m" 2>/dev/null
+            mount -o move "$m" "/root-mount$m"
+        done
+        # busybox switch_root deletes the initramfs contents (freeing their
+        # memory) and execs init as PID 1; arguments the kernel passed to
+        # /init (e.g. "single", systemd.* options) go on to the real init.
+        exec switch_root -c /dev/console /root-mount "$rootinit" "$@"
+    fi
+    echo "pvbox-init: root=$root not mounted; starting the initramfs shell instead"
+fi
+
 read up idle < /proc/uptime
 echo "${READY_PREFIX} $up"
 

@@ -70,7 +70,8 @@ function setup(features = { sg: true, gsoTcpv4: true, gsoTcpv6: true, csumBlank:
   let notifications = 0;
   const txMap = ga.map(1, { readonly: false }), rxMap = ga.map(2, { readonly: false });
   assert.equal(txMap.status, 0); assert.equal(rxMap.status, 0);
-  const nb = new NetBack(txMap.bytes!, rxMap.bytes!, ga, host, features, () => { notifications++; }, (l) => log.push(l));
+  // Poll window 0: a quiet poll() ends a burst at once (the default waits POLL_WINDOW_MS of real time).
+  const nb = new NetBack(txMap.bytes!, rxMap.bytes!, ga, host, features, () => { notifications++; }, (l) => log.push(l), 0);
 
   /** The frontend's side of both rings. */
   const fe = {
@@ -140,15 +141,39 @@ function gsoExtra(size: number, type = XEN_NETIF_GSO_TYPE_TCPV4, extraType = XEN
 }
 
 describe('tx: guest → host', () => {
-  it('a one-slot packet reaches the host behind a zero virtio_net_hdr; the response is OKAY and the frontend is notified', () => {
-    const { fe, host, notifications } = setup();
+  it('a one-slot packet reaches the host behind a zero virtio_net_hdr; the response is OKAY and the frontend is notified when the burst ends', () => {
+    const { fe, host, notifications, nb } = setup();
     const pkt = tcpPacket(100);
     sendSimple(fe, 7, pkt);
     assert.equal(host.sent.length, 1);
     assert.deepEqual(host.sent[0]!.subarray(0, VNET_HDR_LEN), new Uint8Array(VNET_HDR_LEN));
     assert.deepEqual(host.sent[0]!.subarray(VNET_HDR_LEN), pkt);
     assert.deepEqual(fe.txResponses(), [{ id: 7, status: NETIF_RSP_OKAY }]);
+    assert.equal(notifications(), 0, 'the tx ring is polled at the next exit before the frontend is told');
+    assert.equal(nb.poll(), false, 'the next exit finds nothing new');
     assert.equal(notifications(), 1);
+    assert.equal(nb.poll(), false);
+    assert.equal(notifications(), 1, 'one notification per burst');
+  });
+
+  it('while a burst lasts, req_event stays behind (no notifications needed) and each exit takes what was queued; a quiet exit re-arms it', () => {
+    const { fe, host, notifications, nb, txDv } = setup();
+    sendSimple(fe, 1, tcpPacket(100));
+    assert.equal(txDv.getUint32(4, true), 1, 'req_event not moved past the packet: the frontend need not notify');
+    // RING_PUSH_REQUESTS_AND_CHECK_NOTIFY on the frontend side: notify = (new - req_event) < (new - old).
+    const needsNotify = (oldProd: number, newProd: number) => ((newProd - txDv.getUint32(4, true)) >>> 0) < ((newProd - oldProd) >>> 0);
+    fe.fill(1, 0, tcpPacket(200));
+    fe.txSlots([{ gref: TX_REF + 1, offset: 0, flags: 0, id: 2, size: 200 }], false);
+    assert.equal(needsNotify(1, 2), false);
+    assert.equal(host.sent.length, 1);
+    assert.equal(nb.poll(), true, 'the exit takes the second packet');
+    assert.equal(host.sent.length, 2);
+    assert.equal(notifications(), 0);
+    assert.equal(nb.poll(), false);
+    assert.equal(txDv.getUint32(4, true), 3, 'RING_FINAL_CHECK_FOR_REQUESTS: req_event = req_cons + 1');
+    assert.equal(needsNotify(2, 3), true, 'the next packet notifies');
+    assert.equal(notifications(), 1);
+    assert.deepEqual(fe.txResponses().map((r) => r.status), [NETIF_RSP_OKAY, NETIF_RSP_OKAY]);
   });
 
   it('a three-slot packet with a blank checksum: the fragments are joined and the host is told where the TCP checksum goes', () => {

@@ -8,7 +8,7 @@ import { createDevice } from '../../xenbus/device.js';
 import type { XenStore } from '../../xenstore/store.js';
 import { type VifDataplane, type VifRings, VifXenbusBackend } from './backend.js';
 import { NetBack } from './netback.js';
-import { eventfd, runHotplugScript, signalEventfd, TapDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, type HotplugInfo } from './tap.js';
+import { eventfd, runHotplugScript, signalEventfd, TapDevice, TapReaderState, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, type HotplugInfo } from './tap.js';
 import type { TapThreadInit } from './tap-thread.js';
 import { type VifSpec, vifDeviceName } from './vif-spec.js';
 
@@ -24,6 +24,8 @@ interface Vif {
 
 export class DomainVifs implements VifDataplane {
   private readonly vifs = new Map<number, Vif>();
+  /** The vifs with a connected data plane, for the per-exit poll. */
+  private connected: Vif[] = [];
   private thread: Worker | undefined;
   private wakeFd = -1;
   private control: Int32Array | undefined;
@@ -93,6 +95,28 @@ export class DomainVifs implements VifDataplane {
     this.thread.on('error', (e) => this.log(`vif: TAP reader thread failed: ${e.message}`));
   }
 
+  /**
+   * On every vCPU exit (the domain's host poll): frames the TAP reader thread found are read now,
+   * before it kicks the vCPU for them, and each netback polls its tx ring while the guest streams
+   * (NetBack.poll). True if anything moved.
+   */
+  poll(): boolean {
+    let moved = false;
+    const ctl = this.control;
+    for (const vif of this.connected) {
+      const { nb } = vif.conn!;
+      const at = 1 + vif.spec.devid;
+      if (ctl && Atomics.load(ctl, at) === TapReaderState.READABLE
+        && Atomics.compareExchange(ctl, at, TapReaderState.READABLE, TapReaderState.DISARMED) === TapReaderState.READABLE) {
+        Atomics.notify(ctl, at); // the reader thread stops waiting for us
+        nb.onHostReadable();
+        moved = true;
+      }
+      if (nb.poll()) moved = true;
+    }
+    return moved;
+  }
+
   /** An INPUT_NET record: vif `bytes[0]`'s TAP has frames. */
   onInput(bytes: Uint8Array): void {
     const vif = bytes.length > 0 ? this.vifs.get(bytes[0]!) : undefined;
@@ -128,6 +152,7 @@ export class DomainVifs implements VifDataplane {
     }
     vif.conn = { nb, port: rings.port, handles: [tx.handle!, rx.handle!] };
     vif.stats = nb.stats;
+    this.connected = [...this.connected, vif];
     nb.onHostReadable(); // frames that queued while the guest booted; arms the reader when the TAP is empty
     return undefined;
   }
@@ -135,10 +160,11 @@ export class DomainVifs implements VifDataplane {
   detach(devid: number): void {
     const vif = this.vifs.get(devid);
     if (!vif?.conn) return;
-    if (this.control) Atomics.store(this.control, 1 + devid, 0);
+    if (this.control) { Atomics.store(this.control, 1 + devid, TapReaderState.DISARMED); Atomics.notify(this.control, 1 + devid); }
     this.evtchn?.disconnectHost(vif.conn.port);
     for (const h of vif.conn.handles) this.grants?.unmap(h);
     vif.conn = undefined;
+    this.connected = this.connected.filter((v) => v !== vif);
   }
 
   /** Counters per vif, for --stats and tests. */
@@ -160,8 +186,7 @@ export class DomainVifs implements VifDataplane {
   }
 
   private arm(devid: number): void {
-    if (!this.control || Atomics.load(this.control, 1 + devid) === 1) return;
-    Atomics.store(this.control, 1 + devid, 1);
+    if (!this.control || Atomics.compareExchange(this.control, 1 + devid, TapReaderState.DISARMED, TapReaderState.ARMED) !== TapReaderState.DISARMED) return;
     signalEventfd(this.wakeFd);
   }
 }

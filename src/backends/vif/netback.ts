@@ -43,6 +43,13 @@ export const MAX_FRAME = 0xffff;
  * TSO frames reach 64 KiB of TCP payload plus headers (GSO_MAX_SIZE 65536 + Ethernet), past 0xffff.
  */
 export const MAX_RX_FRAME = RX_MAX_DATA_SLOTS * PAGE;
+/**
+ * How long the tx ring stays polled after it last had packets, and a host frame short of rx buffers
+ * looks for new ones on exits before asking for a notification (see NetBack.poll). A TCP sender
+ * sends in bursts clocked by the ACKs it receives, a round trip apart (a few hundred µs here), so
+ * the window spans the gaps of a stream; a lone packet ends it at the first quiet exit after this.
+ */
+export const POLL_WINDOW_MS = 1;
 
 // ---- virtio_net_hdr (include/uapi/linux/virtio_net.h): what a TAP device with IFF_VNET_HDR reads and writes first ----
 export const VNET_HDR_LEN = 10;
@@ -126,11 +133,21 @@ export class NetBack {
   private readonly rxBuf = new Uint8Array(VNET_HDR_LEN + MAX_RX_FRAME);
   private rxPending = 0;
   private warnings = 0;
+  /** The tx ring is polled on every exit instead of being re-armed (see poll()). */
+  private txPolling = false;
+  /** Since when the pending host frame waits for rx buffers (performance.now()), or Infinity. */
+  private rxStallSince = Infinity;
+  /** When the tx poll last found packets (performance.now()). */
+  private txLastWork = 0;
+  /** Tx responses were pushed whose notification waits for the end of the burst. */
+  private txNotifyOwed = false;
 
   constructor(tx: Uint8Array, rx: Uint8Array,
     private readonly grants: { copy(segments: readonly GrantCopySegment[]): number[] },
     private readonly host: NetHost, private readonly features: RxFeatures,
-    private readonly notify: () => void, private readonly log: (line: string) => void) {
+    private readonly notify: () => void, private readonly log: (line: string) => void,
+    /** How long the rings are polled on exits before notifications are asked for again (tests use 0). */
+    private readonly pollWindowMs = POLL_WINDOW_MS) {
     this.txIdx = new Int32Array(tx.buffer, tx.byteOffset, 4);
     this.rxIdx = new Int32Array(rx.buffer, rx.byteOffset, 4);
     this.txDv = new DataView(tx.buffer, tx.byteOffset, PAGE);
@@ -140,16 +157,56 @@ export class NetBack {
     this.rxReqCons = this.rxRspProdPvt = Atomics.load(this.rxIdx, 2) >>> 0;
   }
 
-  /** The frontend notified (either ring): send what it queued, then fill the rx buffers it posted. */
+  /**
+   * The frontend notified (either ring): send what it queued, then fill the rx buffers it posted.
+   * When tx requests were found, the tx ring is then polled (see poll()) rather than re-armed.
+   */
   onNotify(): void {
-    const tx = this.serviceTx();
-    const rx = this.pumpRx();
-    if (tx || rx) this.notify();
+    this.txPolling = true;
+    this.service(true);
   }
 
   /** The host side has frames waiting. */
   onHostReadable(): void {
-    if (this.pumpRx()) this.notify();
+    if (this.pumpRx()) this.notifyFrontend();
+  }
+
+  /**
+   * Called on every vCPU exit (the domain thread's poll). While the tx ring is being polled, take
+   * what the frontend queued since the last exit without its notification: Linux netback's NAPI
+   * poll leaves req_event behind the same way while it runs (RING_FINAL_CHECK_FOR_REQUESTS only
+   * once a pass finds nothing), so a guest streaming packets makes no EVTCHNOP_send per packet.
+   * On pvbox every guest notification is a VM exit (~45 µs on PVM hosts), and the guest exits
+   * anyway (its own hypercalls, system calls, timer ticks) while it sends, so the next exit is
+   * where the next packets are found. The first exit that finds nothing new re-arms the ring.
+   * True if it moved anything.
+   */
+  poll(): boolean {
+    if (!this.txPolling && this.rxPending === 0) return false;
+    return this.service(false);
+  }
+
+  private service(notified: boolean): boolean {
+    const txPackets = this.txPolling ? this.serviceTx() : 0;
+    // From poll(), rx is looked at only when a host frame waits for buffers (no read() per exit).
+    const rx = notified || (this.rxPending > 0 && (this.rxPosted() || performance.now() - this.rxStallSince >= this.pollWindowMs)) ? this.pumpRx() : false;
+    const now = performance.now();
+    if (txPackets > 0) this.txLastWork = now;
+    else if (this.txPolling && (notified || now - this.txLastWork >= this.pollWindowMs)) this.txPolling = !this.finalCheckTx();
+    // Tx completions are signalled once the burst ends (netfront also reaps them itself in
+    // xennet_start_xmit → xennet_tx_buf_gc); an rx notification carries them too (one port for both).
+    if (rx || (this.txNotifyOwed && !this.txPolling)) this.notifyFrontend();
+    return txPackets > 0 || rx;
+  }
+
+  private notifyFrontend(): void {
+    this.txNotifyOwed = false;
+    this.notify();
+  }
+
+  /** True if the frontend has posted rx requests not yet used. */
+  private rxPosted(): boolean {
+    return ((Atomics.load(this.rxIdx, 0) >>> 0) !== this.rxReqCons);
   }
 
   /** True while a host frame waits for rx buffers (the host side should not be polled meanwhile). */
@@ -176,24 +233,32 @@ export class NetBack {
     this.txRspProdPvt = (this.txRspProdPvt + 1) >>> 0;
   }
 
-  /** Serve the tx ring until no complete packet is left; true if the frontend should be notified. */
-  private serviceTx(): boolean {
-    if (this.txBroken) return false;
-    const before = this.txRspProdPvt;
-    for (;;) {
-      const prod = Atomics.load(this.txIdx, 0) >>> 0;
-      if (((prod - this.txReqCons) >>> 0) > NET_TX_RING_SIZE) {
-        this.txBroken = true;
-        this.log(`vif: frontend's tx req_prod ${prod} is more than a ring ahead of ${this.txReqCons}; tx ring no longer served`);
-        return false;
-      }
-      let stalled = false;
-      while (this.txReqCons !== prod) if (!this.txPacket(prod)) { stalled = true; break; }
-      // RING_FINAL_CHECK_FOR_REQUESTS; a packet whose slots are not all there yet waits for the next request.
-      Atomics.store(this.txIdx, 1, ((stalled ? prod : this.txReqCons) + 1) | 0);
-      if ((Atomics.load(this.txIdx, 0) >>> 0) === prod) break;
+  /** Serve the tx ring up to the req_prod seen now; the packets consumed. Responses are pushed; a notification they need is owed. */
+  private serviceTx(): number {
+    if (this.txBroken) return 0;
+    const prod = Atomics.load(this.txIdx, 0) >>> 0;
+    if (((prod - this.txReqCons) >>> 0) > NET_TX_RING_SIZE) {
+      this.txBroken = true;
+      this.txPolling = false;
+      this.log(`vif: frontend's tx req_prod ${prod} is more than a ring ahead of ${this.txReqCons}; tx ring no longer served`);
+      return 0;
     }
-    return this.txRspProdPvt !== before && this.pushResponses(this.txIdx, this.txRspProdPvt);
+    let packets = 0;
+    while (this.txReqCons !== prod && this.txPacket(prod)) packets++;
+    if (packets > 0 && this.pushResponses(this.txIdx, this.txRspProdPvt)) this.txNotifyOwed = true;
+    return packets;
+  }
+
+  /**
+   * RING_FINAL_CHECK_FOR_REQUESTS: ask to be notified of the next request, then look once more;
+   * true if nothing arrived meanwhile. A packet whose slots are not all there yet waits for the
+   * next request (req_event past req_prod rather than past req_cons).
+   */
+  private finalCheckTx(): boolean {
+    if (this.txBroken) return true;
+    const prod = Atomics.load(this.txIdx, 0) >>> 0;
+    Atomics.store(this.txIdx, 1, ((prod !== this.txReqCons ? prod : this.txReqCons) + 1) | 0);
+    return (Atomics.load(this.txIdx, 0) >>> 0) === prod;
   }
 
   /** One packet from txReqCons; false (nothing consumed) if its chain runs past `prod`. */
@@ -359,7 +424,12 @@ export class NetBack {
         this.log(`vif: frontend's rx req_prod ${prod} is more than a ring ahead of ${this.rxReqCons}; rx ring no longer served`);
         return 'broken';
       }
-      if (avail >= needed) return true;
+      if (avail >= needed) { this.rxStallSince = Infinity; return true; }
+      // Short of buffers. For a while the exits' poll looks for new ones (the frontend refills from
+      // its NAPI poll and exits soon after); past that, ask for a notification (rx req_event).
+      const now = performance.now();
+      if (this.rxStallSince === Infinity) this.rxStallSince = now;
+      if (now - this.rxStallSince < this.pollWindowMs) return false;
       Atomics.store(this.rxIdx, 1, (prod + 1) | 0);
       if ((Atomics.load(this.rxIdx, 0) >>> 0) === prod) return false;
     }

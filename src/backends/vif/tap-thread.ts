@@ -8,7 +8,7 @@
 // frames queue in the host kernel (and are dropped there when its queue is full), as with netback.
 import { workerData } from 'node:worker_threads';
 import { INPUT_NET, InputRingWriter } from '../../vcpu/worker-protocol.js';
-import { POLLERR, POLLHUP, POLLIN, poll } from './tap.js';
+import { POLLERR, POLLHUP, POLLIN, poll, TapReaderState } from './tap.js';
 import { readSync } from 'node:fs';
 
 export interface TapThreadInit {
@@ -16,10 +16,18 @@ export interface TapThreadInit {
   fds: number[];
   /** Woken by the domain thread when it arms a vif or stops the thread. */
   wakeFd: number;
-  /** Int32[0]: stop; Int32[1 + i]: vif i armed (1) or not (0). */
+  /** Int32[0]: stop; Int32[1 + i]: vif i's TapReaderState. */
   control: SharedArrayBuffer;
   input: SharedArrayBuffer;
 }
+
+/**
+ * How long readable frames wait for an exit the guest makes anyway before this thread kicks the
+ * vCPU out of KVM_RUN (a kick is an exit of its own, ~45 µs on PVM hosts). A guest receiving a
+ * stream exits every ~100–200 µs, so most frames are taken without a kick; an idle guest gets its
+ * frame at most this much later (a NIC's rx interrupt moderation, ethtool rx-usecs).
+ */
+const RX_COALESCE_MS = 0.1;
 
 const init = workerData as TapThreadInit;
 const ctl = new Int32Array(init.control);
@@ -33,7 +41,7 @@ while (Atomics.load(ctl, STOP) === 0) {
   const order: number[] = [];
   pollfds.writeInt32LE(init.wakeFd, 0); pollfds.writeInt16LE(POLLIN, 4); pollfds.writeInt16LE(0, 6);
   for (const [i, fd] of init.fds.entries()) {
-    if (fd < 0 || Atomics.load(ctl, 1 + i) !== 1) continue;
+    if (fd < 0 || Atomics.load(ctl, 1 + i) !== TapReaderState.ARMED) continue;
     const o = 8 * (order.length + 1);
     pollfds.writeInt32LE(fd, o); pollfds.writeInt16LE(POLLIN, o + 4); pollfds.writeInt16LE(0, o + 6);
     order.push(i);
@@ -44,10 +52,13 @@ while (Atomics.load(ctl, STOP) === 0) {
   if (pollfds.readInt16LE(6) & POLLIN) { try { readSync(init.wakeFd, drain); } catch { /* EAGAIN: drained already */ } }
   for (const [k, i] of order.entries()) {
     if (!(pollfds.readInt16LE(8 * (k + 1) + 6) & (POLLIN | POLLERR | POLLHUP))) continue;
-    Atomics.store(ctl, 1 + i, 0);
+    if (Atomics.compareExchange(ctl, 1 + i, TapReaderState.ARMED, TapReaderState.READABLE) !== TapReaderState.ARMED) continue;
+    Atomics.wait(ctl, 1 + i, TapReaderState.READABLE, RX_COALESCE_MS);
+    // Taken by the domain thread meanwhile (it set DISARMED): nothing to send.
+    if (Atomics.compareExchange(ctl, 1 + i, TapReaderState.READABLE, TapReaderState.DISARMED) !== TapReaderState.READABLE) continue;
     if (!writer.push(INPUT_NET, Uint8Array.of(i))) {
       // The input ring is full (the domain is not reading it): leave the vif armed and look again shortly.
-      Atomics.store(ctl, 1 + i, 1);
+      Atomics.store(ctl, 1 + i, TapReaderState.ARMED);
       Atomics.wait(ctl, STOP, 0, 10);
     }
   }

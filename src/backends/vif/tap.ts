@@ -23,6 +23,13 @@ const IFNAMSIZ = 16;
 export const POLLIN = 0x001, POLLERR = 0x008, POLLHUP = 0x010;
 const EFD_NONBLOCK = 0o4000, EFD_CLOEXEC = 0o2000000;
 
+/**
+ * Who reads vif i's TAP next. DISARMED: the domain thread (it has frames to move or waits for rx
+ * buffers). ARMED: this thread polls the fd. READABLE: this thread saw frames and gives the domain
+ * thread RX_COALESCE_MS to find them at its next vCPU exit (DomainVifs.poll) before kicking it.
+ */
+export const TapReaderState = { DISARMED: 0, ARMED: 1, READABLE: 2 } as const;
+
 const errnoText = () => { const e = koffi.errno(); return `${strerror(e)} (errno ${e})`; };
 
 /** A non-blocking eventfd: the domain thread writes it to wake the TAP reader thread out of poll(). */

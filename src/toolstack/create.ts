@@ -27,6 +27,7 @@ import { type Dataplane, RingDataplane } from '../backends/ring-dataplane.js';
 import { GrantAccess } from '../hypervisor/grant_table_backend.js';
 import { checkQueues } from '../backends/vbd/backend.js';
 import { DomainDisks, LocalDeviceHost, RemoteDeviceHost } from './domain-disks.js';
+import { applySavedState, checkSaveTarget, SaveFile, savedSregs, writeSaveFile } from './save-restore.js';
 import { VbdDataplane } from '../backends/vbd/dataplane.js';
 import type { LinkDevice } from './domain-link.js';
 import type { DiskSpec } from '../backends/vbd/disk-spec.js';
@@ -51,6 +52,8 @@ export interface DomainConfig {
   consoles?: number;
   /** Virtual disks (xl disk specs, parsed). */
   disks?: DiskSpec[];
+  /** Restore the guest saved in this file (pvbox save) instead of booting the kernel. */
+  restoreFrom?: string;
   /** Network devices (xl vif specs, parsed). */
   vifs?: VifSpec[];
 }
@@ -87,6 +90,8 @@ const MIN_MEMORY_MIB = 64;
  * watchdog mark the TSC unstable; fall back to it when the interval is too short to measure.
  */
 /** Backends with threads of their own append to the domain's input ring; an embedding without one cannot run them. */
+/** How long pvbox save waits for the guest to suspend (libxl waits 60 s for a PV guest's suspend). */
+const SAVE_TIMEOUT_MS = 60_000;
 const u32 = (x: number) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
 
 function requireInput(io: DomainIo): SharedArrayBuffer {
@@ -109,9 +114,10 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   const vm = kvm.createVm();
   const kv = new KvmVcpu(vm, 0);
   const tscSample0 = [kv.getMsr(0x10) ?? 0n, process.hrtime.bigint()] as const;
-  const kernel = await loadKernelCached(cfg.kernel, cacheDir());
+  const restore = cfg.restoreFrom ? SaveFile.open(cfg.restoreFrom) : undefined;
+  const kernel = restore ? undefined : await loadKernelCached(cfg.kernel, cacheDir());
   let ramdisk: Uint8Array | undefined;
-  if (cfg.ramdisk) {
+  if (cfg.ramdisk && !restore) {
     try { ramdisk = readFileSync(cfg.ramdisk); } catch (e) { throw new ImageError(`cannot read ramdisk ${cfg.ramdisk}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
   }
   const monitorCode = readFileSync(cfg.monitorBinary);
@@ -153,36 +159,54 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   const consolePort = hv.evtchn.bindHost(() => consoleBackend?.onNotify());
   const storePort = hv.evtchn.bindHost(() => store?.onGuestNotify());
 
-  let layout!: BootLayout;
-  layout = buildPvDomain(mem, plan, { kernel, ramdisk, cmdline: cfg.cmdline, consoleEvtchn: consolePort, storeEvtchn: storePort }, (gpa, l) =>
-    writeStartInfo(mem, gpa, l, { nrPages: plan.nrPages, sharedInfoMaddr: d.sharedInfoGpa, storeEvtchn: storePort, consoleEvtchn: consolePort, virtBase: kernel.notes.virtBase, cmdline: cfg.cmdline }));
-  void layout;
+  let layout: BootLayout | undefined;
+  let consolePfn: number, storePfn: number;
+  if (kernel) {
+    layout = buildPvDomain(mem, plan, { kernel, ramdisk, cmdline: cfg.cmdline, consoleEvtchn: consolePort, storeEvtchn: storePort }, (gpa, l) =>
+      writeStartInfo(mem, gpa, l, { nrPages: plan.nrPages, sharedInfoMaddr: d.sharedInfoGpa, storeEvtchn: storePort, consoleEvtchn: consolePort, virtBase: kernel.notes.virtBase, cmdline: cfg.cmdline }));
+    consolePfn = layout.consolePfn; storePfn = layout.storePfn;
+  } else {
+    // Restore: the saved RAM, then the state Xen keeps, then the new event channels in start_info (xc_sr restore's start_info fix-up).
+    const file = restore!;
+    if (file.header.nrPages !== plan.nrPages) throw new ImageError(`${file.path}: saved with ${file.header.nrPages} pages, not ${plan.nrPages}`);
+    file.loadMemory(mem);
+    applySavedState(file, { d, hv, v });
+    const si = file.header.startInfoMfn * 4096;
+    storePfn = Number(mem.read64(si + 0x38)); consolePfn = Number(mem.read64(si + 0x48));
+    if (!d.isRam(storePfn) || !d.isRam(consolePfn)) throw new ImageError(`${file.path}: start_info names no valid store or console page`);
+    mem.write32(si + 0x40, storePort);
+    mem.write32(si + 0x50, consolePort);
+  }
 
   // shared_info: every vCPU starts with events masked (xc_dom shared_info_x86_64); time valid before the first instruction.
   for (let i = 0; i < 32; i++) mem.write8(d.sharedInfoGpa + i * 64 + 1, 1);
   hv.time.updateVcpuTime(v);
   hv.time.setWallclock();
-  hv.gnttab.seed(layout.consolePfn, layout.storePfn);
+  hv.gnttab.seed(consolePfn, storePfn);
 
-  // The boot L4 is pinned and loaded, as the toolstack and Xen do before the first instruction.
-  let rc = hv.mm.pinBootTable(v, layout.l4Pfn);
-  if (!rc) rc = hv.mm.getPageType(v, layout.l4Pfn, 4);
-  if (rc) throw new ImageError(`boot page tables failed validation (${rc}): pvbox builder bug`);
-  v.guestTable = layout.l4Pfn;
-  v.cr3 = layout.l4Pfn;
-  v.kernelSp = layout.stackTop;
+  if (layout) {
+    // The boot L4 is pinned and loaded, as the toolstack and Xen do before the first instruction.
+    let rc = hv.mm.pinBootTable(v, layout.l4Pfn);
+    if (!rc) rc = hv.mm.getPageType(v, layout.l4Pfn, 4);
+    if (rc) throw new ImageError(`boot page tables failed validation (${rc}): pvbox builder bug`);
+    v.guestTable = layout.l4Pfn;
+    v.cr3 = layout.l4Pfn;
+    v.kernelSp = layout.stackTop;
+  }
 
   // XenStore: the domain's nodes written as libxl writes them, in pvbox's xenstored if one runs,
   // else in a store of this process's own (the daemon seed), then the guest's ring served from it.
   const nodeInfo = {
     name: cfg.name, uuid: formatUuid(hv.uuid), memoryKiB: cfg.memoryMiB * 1024, vcpus: 1,
-    storePort, storeMfn: layout.storePfn, consolePort, consoleMfn: layout.consolePfn,
+    storePort, storeMfn: storePfn, consolePort, consoleMfn: consolePfn,
   };
   let xsDeliver: (bytes: Uint8Array) => void = () => {};
-  const storePage = mem.bytes(layout.storePfn * 4096, 4096);
+  const storePage = mem.bytes(storePfn * 4096, 4096);
   const notifyStore = () => hv.evtchn.setPending(storePort);
   /** Domain-0 writes into this domain's store (xl shutdown, mem-set, rename): the in-process store only. */
   let dom0Write = (_path: string, _value: string): string | undefined => 'not supported yet for guests under pvbox xenstored';
+  /** Answers pvbox save once the domain's devices have let go of its images. */
+  let savedReply: (() => void) | undefined;
   /** A request of pvbox xenstored (the control plane) about one of this domain's devices: attach or detach its rings. */
   const onDaemonRequest = (bytes: Uint8Array): void => {
     let m: { op?: string; type?: string; devid?: unknown; ringRef?: unknown; port?: unknown; queues?: unknown; persistent?: unknown; id?: unknown; spec?: unknown; vdev?: unknown };
@@ -209,6 +233,38 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
         d, uuid: nodeInfo.uuid, xsWrite: (path, value) => dom0Write(path, value),
         setPaused: (on) => { runner.paused = on; }, paused: () => runner.paused,
       }));
+    } else if (m.op === 'save' && typeof m.id === 'number') {
+      // pvbox save (xl save): ask the guest to suspend; once it has, the state goes to the file after the run loop.
+      const id = m.id, path = (m as { path?: unknown }).path;
+      if (typeof path !== 'string' || !path.startsWith('/')) { io.reply?.(id, { ok: false, error: 'save needs an absolute file path' }); return; }
+      if (d.saveHook) { io.reply?.(id, { ok: false, error: 'a save is already in progress' }); return; }
+      // The file must be writable before the guest is asked: a suspend is not undone for a typo.
+      const writable = checkSaveTarget(path);
+      if (writable) { io.reply?.(id, { ok: false, error: writable }); return; }
+      const err = dom0Write(`/local/domain/${cfg.domid}/control/shutdown`, 'suspend');
+      if (err) { io.reply?.(id, { ok: false, error: `cannot ask the guest to suspend: ${err}` }); return; }
+      const timer = setTimeout(() => {
+        // The guest did not suspend (no xenbus watch, or it refused): the save is abandoned, the guest runs on.
+        if (!d.saveHook) return;
+        d.saveHook = undefined;
+        io.reply?.(id, { ok: false, error: `the guest did not suspend within ${SAVE_TIMEOUT_MS / 1000} s` });
+      }, SAVE_TIMEOUT_MS);
+      d.saveHook = (sv, startInfoMfn) => {
+        // In the guest's suspend hypercall: queued monitor work first, then memory and state to the file.
+        clearTimeout(timer);
+        try {
+          sv.flushOps();
+          writeSaveFile(path, {
+            config: { name: cfg.name, memoryMiB: cfg.memoryMiB, kernel: cfg.kernel, ramdisk: cfg.ramdisk, cmdline: cfg.cmdline, consoles: cfg.consoles ?? 0, disks: cfg.disks ?? [], vifs: cfg.vifs ?? [] },
+            d, hv, v: sv, mem, startInfoMfn,
+          });
+        } catch (e) {
+          io.reply?.(id, { ok: false, error: `${(e as Error).message}; the guest goes on running` });
+          return (e as Error).message;
+        }
+        savedReply = () => io.reply?.(id, { ok: true, path });
+        return undefined;
+      };
     } else if ((m.op === 'block-attach' || m.op === 'block-detach') && typeof m.id === 'number') {
       // From `pvbox block-attach|block-detach` through the main thread's control socket.
       const id = m.id;
@@ -266,7 +322,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
       onError: (e) => trace.warn('xs-ring', `xenstore: domain ${cfg.domid} ring: ${e}; stopped serving it`),
     }), storePage, notifyStore, (l) => trace.warn('xs-ring', l));
   }
-  consoleBackend = new ConsoleBackend(mem.bytes(layout.consolePfn * 4096, 4096), (b) => io.console(b), () => hv.evtchn.setPending(consolePort), (l) => trace.warn('console', l));
+  consoleBackend = new ConsoleBackend(mem.bytes(consolePfn * 4096, 4096), (b) => io.console(b), () => hv.evtchn.setPending(consolePort), (l) => trace.warn('console', l));
 
   // vCPU state: enter in ring 0 at `resume`, which IRETQs to the guest's entry point at CPL3.
   const sregs = kv.getSregs();
@@ -282,7 +338,10 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   dv.setBigUint64(SREGS_gdt, hvVirt(area + VCPU_AREA.gdt), true); dv.setUint16(SREGS_gdt + 8, GDT_LIMIT, true);
   dv.setBigUint64(SREGS_idt, hvVirt(HV.idt), true); dv.setUint16(SREGS_idt + 8, 0xfff, true);
   dv.setBigUint64(SREGS_cr0, 0x80050033n, true);
-  dv.setBigUint64(SREGS_cr3, BigInt(layout.l4Pfn) << 12n, true);
+  const resumed = restore ? savedSregs(restore) : undefined;
+  dv.setBigUint64(SREGS_cr3, resumed ? resumed.cr3 : BigInt(layout!.l4Pfn) << 12n, true);
+  // kvm_segment.base is its first field.
+  if (resumed) { dv.setBigUint64(SREG.fs, resumed.fsBase, true); dv.setBigUint64(SREG.gs, resumed.gsBase, true); }
   dv.setBigUint64(SREGS_cr4, 0x20n | 0x200n | 0x400n | (hasXsave ? 0x40000n : 0n), true);
   // EFER.SCE is off: a guest SYSCALL raises #UD, which the monitor's IDT turns into an exit.
   // PVM hosts run SYSCALL through their own switcher, not the guest's LSTAR at CPL0 (docs/architecture.md).
@@ -295,12 +354,16 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
     [MSR_CSTAR, hvVirt(HV.monitorCode + MONITOR.cstar)],
     [MSR_SFMASK, 0x47700n], // Xen's XEN_SYSCALL_MASK: TF IF DF NT RF VM AC (and IOPL)
     [0x277, 0x0000050100070406n], // PAT as Xen programs it
-    [0xc0000100, 0n], [0xc0000101, 0n], [0xc0000102, 0n],
+    // FS, GS and KERNEL_GS bases (a restored vCPU has its own; set after the sregs, these win).
+    [0xc0000100, resumed?.fsBase ?? 0n], [0xc0000101, resumed?.gsBase ?? 0n], [0xc0000102, 0n],
   ]);
   // The sync-regs copy is what KVM loads on the first KVM_RUN (prepareResume marks it dirty).
-  kv.regs.fill(0n);
-  kv.regs[R.rsi] = layout.startInfoVa;
-  v.frame = { rip: layout.entry, cs: SEL.FLAT_RING3_CS64, rflags: 0x202n, rsp: layout.stackTop, ss: SEL.FLAT_RING3_DS };
+  if (layout) {
+    kv.regs.fill(0n);
+    kv.regs[R.rsi] = layout.startInfoVa;
+    v.frame = { rip: layout.entry, cs: SEL.FLAT_RING3_CS64, rflags: 0x202n, rsp: layout.stackTop, ss: SEL.FLAT_RING3_DS };
+  }
+  restore?.close();
 
   const kicker = new Kicker(kv);
   io.setKickTarget?.(kicker.tid);
@@ -331,6 +394,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   }
   // Outstanding disk I/O finishes, images are flushed and unlocked before the process reports the end.
   await disks.shutdown();
+  savedReply?.();
   vifs.close();
   const r = result ?? { reason: 'crash' as const, detail: 'run loop ended without a shutdown' };
   return { reason: r.reason, detail: r.detail, exits: runner.exits, trace, bootMs: Date.now() - t0 };

@@ -19,9 +19,12 @@ const ROOTFS_FORMAT = 1;
  * the kernel's modules), e2fsprogs (fsck.ext4 for checkroot.sh) and iproute2 (`ip`, for the
  * network devices to come). The init is Debian's sysvinit, not systemd: measured under pvbox on
  * a PVM host (every exit ~45 µs), systemd 252 took 10 s from its start to queueing its first job
- * and ~60 s to reach sysinit.target, and its udev coldplug was too slow for the 90 s device job
- * timeout of dev-hvc0.device (so no getty); sysvinit's rcS scripts reach a shell in a fraction
- * of that (see test/guest/root-disk.test.ts). Without udev, /dev is the devtmpfs the initramfs
+ * and ~60 s to reach sysinit.target, its udev coldplug was too slow for the 90 s device job
+ * timeout of dev-hvc0.device (so no getty), and twice PID 1 then aborted ("Assertion 'm' failed
+ * at src/libsystemd/sd-bus/bus-objects.c:1665, function vtable_member_hash_func()") when
+ * getty-static.service's systemctl called it over its private bus — a corruption that points at
+ * pvbox, still to be found. sysvinit with SYSINIT reaches a shell ~10 s after the kernel starts
+ * /init (see test/guest/root-disk.test.ts). Without udev, /dev is the devtmpfs the initramfs
  * mounted (xen-blkfront and the other frontends are already loaded by then).
  */
 export const BASE_PACKAGES = ['sysvinit-core', 'kmod', 'e2fsprogs', 'iproute2'] as const;
@@ -301,6 +304,22 @@ async function readRecord(dir: string, recipe: string): Promise<RootDisk | undef
   }
 }
 
+/** Cached root disks kept besides the newest build (each takes ~0.6 GiB of real space). */
+const KEEP_OTHER_BUILDS = 2;
+
+/** Drops all but the most recently built KEEP_OTHER_BUILDS cached disks other than `keep` (older recipes, kernels, sizes). */
+async function pruneCache(rootfsDir: string, keep: string): Promise<void> {
+  const builds: { dir: string; at: string }[] = [];
+  for (const n of await readdir(rootfsDir).catch(() => [] as string[])) {
+    const dir = join(rootfsDir, n);
+    if (dir === keep) continue;
+    const at = await readFile(join(dir, 'rootfs.json'), 'utf8').then((t) => (JSON.parse(t) as RootDiskRecord).builtAt, () => '');
+    builds.push({ dir, at });
+  }
+  builds.sort((a, b) => b.at.localeCompare(a.at));
+  for (const b of builds.slice(KEEP_OTHER_BUILDS)) await rm(b.dir, { recursive: true, force: true });
+}
+
 /** The guest kernel's package (cached by the default image's build, else fetched with apt). */
 async function kernelDeb(kernel: GuestImage, scratch: string, progress: Progress): Promise<string> {
   const name = `linux-image-${kernel.kernelVersion}`;
@@ -514,6 +533,7 @@ async function build(suite: string, packages: string[], sizeBytes: number, kerne
       if (!other) throw e;
       return other;
     }
+    await pruneCache(dirname(finalDir), finalDir);
     return { path: join(finalDir, 'root.img'), record };
   } finally {
     await removeScratch(scratch);

@@ -220,10 +220,21 @@ export function applySavedState(file: SaveFile, ctx: { d: Domain; hv: Hypervisor
   const h = file.header, sv = h.vcpu, sec = file.sections();
   const t = hv.mm.types, n = h.nrPages;
   if (t.type.length !== n) throw new ImageError(`${file.path}: saved for ${n} pages, this domain has ${t.type.length}`);
-  t.type.set(sec.pageTypes.subarray(0, n));
-  new Uint8Array(t.count.buffer, t.count.byteOffset, n * 4).set(sec.pageTypes.subarray(n, 5 * n));
-  t.pinned.set(sec.pageTypes.subarray(5 * n, 6 * n));
-  t.everPt.set(sec.pageTypes.subarray(6 * n, 7 * n));
+  // Page tables are not taken on trust (a save file is input like a disk image): as Xen's restore
+  // re-pins, every table the guest had pinned is validated again, top level first, and the vCPU's
+  // page-table roots take their references, which rebuilds the types and counts from the memory.
+  const savedType = sec.pageTypes.subarray(0, n), savedPinned = sec.pageTypes.subarray(5 * n, 6 * n);
+  for (let level = 4; level >= 1; level--) {
+    for (let mfn = 0; mfn < n; mfn++) {
+      if (!savedPinned[mfn] || savedType[mfn] !== level || t.pinned[mfn]) continue;
+      const rc = hv.mm.getPageType(v, mfn, level);
+      if (rc) throw new ImageError(`${file.path}: saved page table ${mfn} (level ${level}) does not validate (${rc})`);
+      t.pinned[mfn] = 1;
+    }
+  }
+  for (const root of [sv.guestTable, sv.guestTableUser]) {
+    if (root && hv.mm.getPageType(v, root, 4)) throw new ImageError(`${file.path}: saved page-table root ${root} does not validate`);
+  }
   hv.uuid.set(Buffer.from(h.uuid, 'hex'));
   d.vmAssist = big(h.vmAssist);
   for (const f of h.releasedFrames) if (d.isRam(f)) d.releasedFrames.add(f);
@@ -238,7 +249,10 @@ export function applySavedState(file: SaveFile, ctx: { d: Domain; hv: Hypervisor
   v.cr0Ts = sv.cr0Ts; v.cr2 = big(sv.cr2); v.cr4 = big(sv.cr4); v.iopl = sv.iopl; v.debugreg = sv.debugreg.map(big);
   v.ldtBase = big(sv.ldtBase); v.ldtEnts = sv.ldtEnts;
   // The guest's GDT frames are in the restored memory; install them in the monitor's GDT as set_gdt did.
-  hv.desc.installGdt(v, sv.gdtFrames, sv.gdtEnts);
+  try { hv.desc.installGdt(v, sv.gdtFrames, sv.gdtEnts); } catch { throw new ImageError(`${file.path}: saved GDT is invalid`); }
+  // The vCPU resumes at CPL3 on one of its own page-table roots, as any guest frame must (Xen's arch_set_info_guest checks).
+  if (sv.cr3 !== sv.guestTable && sv.cr3 !== sv.guestTableUser) throw new ImageError(`${file.path}: saved CR3 is neither page-table root`);
+  if ((sv.frame.cs & 3) !== 3 || (sv.frame.ss & 3) !== 3) throw new ImageError(`${file.path}: saved frame is not a guest frame`);
   // CR3, FS and GS bases go into the sregs the caller loads (savedSregs).
   v.cr3 = sv.cr3;
   v.inactiveGsBase = big(sv.inactiveGsBase);

@@ -72,6 +72,15 @@ test('save a running guest with a disk, restore it: shell state, tmpfs, clock, c
     assert.notEqual(junk.status, 0);
     assert.match(junk.stderr, /is not a pvbox save file/);
 
+    // A truncated save file: one line, and no domain is left behind.
+    const cut = join(dir, 'cut.sav');
+    writeFileSync(cut, readFileSync(file).subarray(0, statSync(file).size >> 1));
+    const trunc = pvbox('restore', cut);
+    assert.notEqual(trunc.status, 0);
+    assert.match(trunc.stderr, /truncated/);
+    assert.equal(trunc.stderr.trim().split('\n').length, 1, trunc.stderr);
+    assert.doesNotMatch(ok('list'), /srguest/);
+
     ok('restore', file);
     assert.match(ok('list'), /^srguest +\d+ +256 +1 /m);
     c = new ConsoleClient('srguest', env);

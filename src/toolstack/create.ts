@@ -84,25 +84,49 @@ export interface DomainResult { reason: ShutdownReason; detail?: string; exits: 
 
 const MIN_MEMORY_MIB = 64;
 
-/**
- * The guest TSC rate measured against CLOCK_MONOTONIC (pvclock's mul/shift come from it). KVM's
- * KVM_GET_TSC_KHZ can be off by 0.1% under nested virtualisation, which makes Linux's clocksource
- * watchdog mark the TSC unstable; fall back to it when the interval is too short to measure.
- */
-/** Backends with threads of their own append to the domain's input ring; an embedding without one cannot run them. */
 /** How long pvbox save waits for the guest to suspend (libxl waits 60 s for a PV guest's suspend). */
 const SAVE_TIMEOUT_MS = 60_000;
 const u32 = (x: number) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
 
+/** Backends with threads of their own append to the domain's input ring; an embedding without one cannot run them. */
 function requireInput(io: DomainIo): SharedArrayBuffer {
   if (!io.inputBuffer) throw new HostError('this domain has no input ring for backend threads (disks need one)');
   return io.inputBuffer;
 }
 
+/**
+ * One (guest TSC, host CLOCK_MONOTONIC) pair, taken precisely: of a few reads, the one whose
+ * monotonic bracket around the TSC read was narrowest (a read preempted on a loaded host is
+ * thrown away rather than averaged in).
+ */
+function tscSample(kv: KvmVcpu): readonly [bigint, bigint] {
+  let best: [bigint, bigint] = [0n, 0n];
+  let width = -1n;
+  for (let i = 0; i < 7; i++) {
+    const n0 = process.hrtime.bigint(), tsc = kv.getMsr(0x10) ?? 0n, n1 = process.hrtime.bigint();
+    if (width < 0n || n1 - n0 < width) { width = n1 - n0; best = [tsc, (n0 + n1) / 2n]; }
+  }
+  return best;
+}
+
+/** The shortest interval calibrateTscKhz measures over: with ~10 µs of read error at each end, ~100 ppm. */
+const TSC_CALIBRATION_NS = 150_000_000n;
+
+/**
+ * The guest TSC rate measured against CLOCK_MONOTONIC (pvclock's mul/shift come from it). Linux's
+ * clocksource watchdog compares the guest's TSC with the xen clocksource and marks the TSC
+ * unstable past a few hundred ppm of disagreement (seen: 840 ppm with a 20 ms window on a loaded
+ * host), so the measurement must do much better:
+ * precise samples at both ends of an interval of at least TSC_CALIBRATION_NS (the domain build
+ * fills most of it). KVM_GET_TSC_KHZ can be off by 0.1% under nested virtualisation; it is the
+ * fallback only when the TSC cannot be read.
+ */
 function calibrateTscKhz(kv: KvmVcpu, [tsc0, ns0]: readonly [bigint, bigint]): number {
-  const tsc1 = kv.getMsr(0x10) ?? 0n, ns1 = process.hrtime.bigint();
+  const left = TSC_CALIBRATION_NS - (process.hrtime.bigint() - ns0);
+  if (left > 0n) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(left / 1_000_000n) + 1);
+  const [tsc1, ns1] = tscSample(kv);
   const dns = ns1 - ns0;
-  if (tsc0 === 0n || tsc1 <= tsc0 || dns < 20_000_000n) return kv.tscKhz;
+  if (tsc0 === 0n || tsc1 <= tsc0 || dns <= 0n) return kv.tscKhz;
   return Math.round(Number((tsc1 - tsc0) * 1_000_000n / dns));
 }
 
@@ -113,7 +137,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   const kvm = new Kvm(process.env.PVBOX_KVM_DEVICE ?? '/dev/kvm');
   const vm = kvm.createVm();
   const kv = new KvmVcpu(vm, 0);
-  const tscSample0 = [kv.getMsr(0x10) ?? 0n, process.hrtime.bigint()] as const;
+  const tscSample0 = tscSample(kv);
   const restore = cfg.restoreFrom ? SaveFile.open(cfg.restoreFrom) : undefined;
   const kernel = restore ? undefined : await loadKernelCached(cfg.kernel, cacheDir());
   let ramdisk: Uint8Array | undefined;

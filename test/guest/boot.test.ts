@@ -13,6 +13,7 @@ async function bootAndCheck(flavour: KernelFlavour, nx = false): Promise<void> {
   try {
     await g.waitFor('PVBOX-READY', BOOT_TIMEOUT);
     await g.waitFor('# ', 30_000);
+    await g.sh('dmesg -n 1'); // kernel messages on the console would interleave with command output
     assert.equal((await g.sh('cat /sys/hypervisor/type')).trim(), 'xen');
     assert.equal((await g.sh('uname -r')).trim(), img.kernelVersion);
     // fork + exec 200 processes

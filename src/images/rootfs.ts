@@ -85,7 +85,14 @@ read -r cmdline < /proc/cmdline
 for arg in $cmdline; do
     case "$arg" in fastboot|fsck.mode=skip) rootpass=0 ;; forcefsck|fsck.mode=force) fsckopts="-a -f" ;; esac
 done
-if [ -n "$rootdev" ] && [ "$rootpass" != 0 ] && [ ! -f /fastboot ]; then
+# Booted with "rw" the root is mounted read-write already, and fsck must not touch it (as
+# checkroot.sh, which only warns then).
+rootrw=
+while read -r dev mnt type opts rest; do
+    [ "$mnt" = / ] && [ "$dev" != rootfs ] && case ",$opts," in *,rw,*) rootrw=yes ;; *) rootrw= ;; esac
+done < /proc/mounts
+[ -n "$rootrw" ] && [ "$rootpass" != 0 ] && echo "pvbox-sysinit: root is mounted read-write (rw on the kernel command line): not checked"
+if [ -n "$rootdev" ] && [ "$rootpass" != 0 ] && [ -z "$rootrw" ] && [ ! -f /fastboot ]; then
     fsck $fsckopts -T "$rootdev"
     rc=$?
     if [ $rc -ge 4 ]; then

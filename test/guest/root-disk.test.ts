@@ -74,9 +74,9 @@ describe('a Debian 12 root disk booted with root=/dev/xvda', () => {
   const disk = `format=raw, vdev=xvda, access=rw, target=${img}`;
 
   /** Boots the disk, waits for the autologin shell; returns the session and the time it took. */
-  async function boot(): Promise<{ g: GuestSession; ms: number }> {
+  async function boot(extra: string): Promise<{ g: GuestSession; ms: number }> {
     const t0 = Date.now();
-    const g = new GuestSession(['--disk', disk, '--extra', 'root=/dev/xvda']);
+    const g = new GuestSession(['--disk', disk, '--extra', extra]);
     await g.waitFor('PVBOX-READY', 600_000);
     await g.waitFor(/root@pvbox:~# /, 300_000);
     const ms = Date.now() - t0;
@@ -91,7 +91,7 @@ describe('a Debian 12 root disk booted with root=/dev/xvda', () => {
     assert.equal(built.stdout.trim(), img);
     t.diagnostic(`pvbox image: ${seconds(Date.now() - t0)} (${/debootstrap/.test(built.stderr) ? 'built with debootstrap' : 'from the cache'})`);
 
-    const first = await boot();
+    const first = await boot('root=/dev/xvda');
     t.diagnostic(`first boot to the autologin shell: ${seconds(first.ms)}`);
     let data: string;
     try {
@@ -111,10 +111,14 @@ describe('a Debian 12 root disk booted with root=/dev/xvda', () => {
       assert.equal(await g.exited, 3, 'reboot ends pvbox run with 3');
     } finally { first.g.kill(); }
 
-    const second = await boot();
-    t.diagnostic(`second boot to the autologin shell: ${seconds(second.ms)}`);
+    // Again, found by its label (busybox findfs) and mounted read-write from the start this time:
+    // the boot must not fsck a mounted filesystem.
+    const second = await boot('root=LABEL=root rw');
+    t.diagnostic(`second boot (root=LABEL=root rw) to the autologin shell: ${seconds(second.ms)}`);
     try {
       const { g } = second;
+      assert.match(second.g.output, /pvbox-sysinit: root is mounted read-write .*: not checked/);
+      assert.match((await g.sh('findmnt -n -o SOURCE,OPTIONS /')).trim(), /^\/dev\/xvda\s+rw,/);
       assert.equal(/^([0-9a-f]{32}) /m.exec(await g.sh('md5sum /root/survivor'))?.[1], data);
       const t1 = Date.now();
       g.proc.stdin.write('poweroff\n');

@@ -1,7 +1,7 @@
 // Root disks (issue 4, items 6-7): `pvbox image` builds a Debian 12 ext4 root disk; the default initramfs boots it with root=/dev/xvda; data written survives a reboot; poweroff and reboot end pvbox with 0 and 3; the filesystem is clean afterwards.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -129,6 +129,29 @@ describe('a Debian 12 root disk booted with root=/dev/xvda', () => {
     ensureHostCommands({ e2fsck: 'e2fsprogs' }, 'checking the root disk');
     const fsck = spawnSync('e2fsck', ['-fn', img], { encoding: 'utf8' });
     assert.equal(fsck.status, 0, fsck.stdout + fsck.stderr);
+  });
+
+  test('the same root disk as qcow2 (made by qemu-img) boots, reads and writes; qemu-img check is clean', { timeout: 20 * 60_000 }, async (t) => {
+    if (!existsSync(img)) { t.skip('no root disk (the previous test failed)'); return; }
+    ensureHostCommands({ 'qemu-img': 'qemu-utils' }, 'the qcow2 root disk test');
+    const q = join(dir, 'root.qcow2');
+    const conv = spawnSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', img, q], { encoding: 'utf8' });
+    assert.equal(conv.status, 0, conv.stderr);
+    const g = new GuestSession(['--disk', `format=qcow2, vdev=xvda, access=rw, target=${q}`, '--extra', 'root=/dev/xvda']);
+    try {
+      await g.waitFor('PVBOX-READY', 600_000);
+      await g.waitFor(/root@pvbox:~# /, 300_000);
+      await g.sh('dmesg -n 1');
+      assert.match((await g.sh('findmnt -n -o SOURCE,FSTYPE /')).trim(), /^\/dev\/xvda\s+ext4$/);
+      // Reads: a file written before the conversion; writes: new clusters in the qcow2 file.
+      assert.match(await g.sh('test -s /root/survivor && echo present'), /present/);
+      assert.match(await g.sh('head -c 4194304 /dev/urandom > /root/in-qcow2 && sync && md5sum /root/in-qcow2 | cut -c1-32'), /^[0-9a-f]{32}$/m);
+      g.proc.stdin.write('poweroff\n');
+      assert.equal(await g.exited, 0);
+    } finally { g.kill(); }
+    const chk = spawnSync('qemu-img', ['check', q], { encoding: 'utf8' });
+    assert.equal(chk.status, 0, chk.stdout + chk.stderr);
+    assert.match(chk.stdout, /No errors were found/);
   });
 
   test('a root= device that never appears: one clear line, then the initramfs shell', { timeout: 600_000 }, async () => {

@@ -1,6 +1,6 @@
 // Each domain process answers management requests (block-attach, block-detach…) on a Unix socket in the run directory, one JSON object per line each way: the per-domain half of what xl asks libxl to do.
 import { chmodSync, existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
-import { createConnection, createServer, type Server } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { HostError, UsageError } from '../errors.js';
 import { runDir } from './console-server.js';
@@ -25,6 +25,32 @@ export function findControlSocket(target: string, env: NodeJS.ProcessEnv = proce
   return undefined;
 }
 
+/**
+ * One JSON object per line each way on a stream socket: each request object with a string `op`
+ * is answered, in order of completion, by what `handle` resolves to (or its error as
+ * {ok:false}). Malformed lines and over-long requests get an error line, never a crash.
+ */
+export function serveJsonLines(s: Socket, handle: (req: ControlRequest) => Promise<object>): void {
+  let buf = '';
+  s.setEncoding('utf8');
+  s.on('data', (chunk: string) => {
+    buf += chunk;
+    if (buf.length > MAX_LINE) { s.end(`${JSON.stringify({ ok: false, error: 'request too long' })}\n`); return; }
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let req: ControlRequest;
+      try {
+        req = JSON.parse(line);
+        if (typeof req !== 'object' || req === null || typeof req.op !== 'string') throw new Error('no op');
+      } catch { s.write(`${JSON.stringify({ ok: false, error: 'malformed request' })}\n`); continue; }
+      handle(req).then((r) => { if (!s.destroyed) s.write(`${JSON.stringify(r)}\n`); },
+        (e) => { if (!s.destroyed) s.write(`${JSON.stringify({ ok: false, error: (e as Error).message })}\n`); });
+    }
+  });
+  s.on('error', () => {});
+}
+
 export class ControlServer {
   private constructor(readonly path: string, private readonly server: Server) {}
 
@@ -32,26 +58,7 @@ export class ControlServer {
   static async listen(path: string, handle: (req: ControlRequest) => Promise<ControlReply>): Promise<ControlServer> {
     mkdirSync(join(path, '..'), { recursive: true, mode: 0o755 });
     if (existsSync(path)) unlinkSync(path); // a leftover of a pvbox that died
-    const server = createServer((s) => {
-      let buf = '';
-      s.setEncoding('utf8');
-      s.on('data', (chunk: string) => {
-        buf += chunk;
-        if (buf.length > MAX_LINE) { s.end(`${JSON.stringify({ ok: false, error: 'request too long' })}\n`); return; }
-        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          let req: ControlRequest;
-          try {
-            req = JSON.parse(line);
-            if (typeof req !== 'object' || req === null || typeof req.op !== 'string') throw new Error('no op');
-          } catch { s.write(`${JSON.stringify({ ok: false, error: 'malformed request' })}\n`); continue; }
-          handle(req).then((r) => { if (!s.destroyed) s.write(`${JSON.stringify(r)}\n`); },
-            (e) => { if (!s.destroyed) s.write(`${JSON.stringify({ ok: false, error: (e as Error).message })}\n`); });
-        }
-      });
-      s.on('error', () => {});
-    });
+    const server = createServer((s) => serveJsonLines(s, handle));
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(path, () => resolve()); });
     chmodSync(path, 0o600);
     return new ControlServer(path, server);

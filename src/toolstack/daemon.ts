@@ -6,16 +6,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HostError } from '../errors.js';
 import { runDir, socketIsLive } from './console-server.js';
-import { controlRequest, type ControlReply } from './control-server.js';
+import { controlRequest, type ControlReply, serveJsonLines } from './control-server.js';
 import { spawnDomainProcess } from './domain-process.js';
 import { findDomain, listDomains, logDir } from './registry.js';
 import { readXlConfigFile } from './xl-cfg.js';
 import { domainSpecFromXl } from './xl-domain.js';
 
 const PVBOX_BIN = fileURLToPath(new URL('../../bin/pvbox.js', import.meta.url));
-const MAX_LINE = 64 * 1024;
 /** Verbs the daemon passes to a domain's own process unchanged. */
-const FORWARDED = new Set(['status', 'pause', 'unpause', 'shutdown', 'destroy', 'mem-set', 'mem-max', 'rename', 'block-attach', 'block-detach']);
+const FORWARDED = new Set(['status', 'pause', 'unpause', 'shutdown', 'destroy', 'mem-set', 'mem-max', 'rename', 'block-attach', 'block-detach', 'save']);
 
 export function daemonSocketPath(env: NodeJS.ProcessEnv = process.env): string { return join(runDir(env), 'pvbox.sock'); }
 export function daemonPidPath(env: NodeJS.ProcessEnv = process.env): string { return join(runDir(env), 'pvbox-daemon.pid'); }
@@ -52,22 +51,7 @@ export async function serveDaemon(path = daemonSocketPath()): Promise<number> {
     if (await socketIsLive(path)) throw new HostError(`a pvbox daemon already answers on ${path}`);
     unlinkSync(path);
   }
-  const server = createServer((s) => {
-    let buf = '';
-    s.setEncoding('utf8');
-    s.on('data', (chunk: string) => {
-      buf += chunk;
-      if (buf.length > MAX_LINE) { s.end(`${JSON.stringify({ ok: false, error: 'request too long' })}\n`); return; }
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let req: Request;
-        try { req = JSON.parse(line); if (typeof req !== 'object' || req === null) throw new Error(); } catch { s.write(`${JSON.stringify({ ok: false, error: 'malformed request' })}\n`); continue; }
-        void handleApiRequest(req).then((r) => { if (!s.destroyed) s.write(`${JSON.stringify(r)}\n`); });
-      }
-    });
-    s.on('error', () => {});
-  });
+  const server = createServer((s) => serveJsonLines(s, handleApiRequest));
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(path, () => resolve()); });
   chmodSync(path, 0o600);
   writeFileSync(daemonPidPath(), `${process.pid}\n`);

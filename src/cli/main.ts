@@ -5,6 +5,7 @@ import { run } from './run.js';
 import { xenstoredCommand } from '../xenstore/daemon.js';
 import { consoleCommand } from './console.js';
 import { IMAGE_USAGE, imageCommand } from './image.js';
+import { INSTALL_USAGE, installCommand } from './install.js';
 import { blockAttach, blockDetach } from './block.js';
 import { restoreCommand, saveCommand } from './save.js';
 import { parseDiskSpec } from '../backends/vbd/disk-spec.js';
@@ -36,7 +37,7 @@ commands:
       xl's verbs and output formats for detached guests; 'pvbox xm <verb>' takes xm's spellings.
   daemon [--foreground]
       the management API (JSON lines on $PVBOX_RUNDIR/pvbox.sock): list, create, and the verbs above.
-${IMAGE_USAGE}  xenstored [--socket PATH] [--foreground] [--log FILE]
+${IMAGE_USAGE}${INSTALL_USAGE}  xenstored [--socket PATH] [--foreground] [--log FILE]
       serve XenStore to Domain-0 clients (xenstore-utils, pyxs) on a Unix socket, by default
       where libxenstore looks ($XENSTORED_PATH, else /run/xenstored/socket). Without
       --foreground it detaches, logs to FILE (/var/log/pvbox/xenstored.log) and prints its pid.
@@ -101,6 +102,8 @@ export async function main(argv: string[]): Promise<number> {
     case DOMAIN_PROCESS_VERB: return domainProcessMain();
     case 'image':
       return imageCommand(rest);
+    case 'install':
+      return installCommand(rest);
     case 'xm': {
       const xm = xmVerb(rest[0]);
       return XL_VERBS.has(xm) ? xlCommand(xm, rest.slice(1)) : main([xm, ...rest.slice(1)]);

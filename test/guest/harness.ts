@@ -1,5 +1,6 @@
 // Drives `pvbox run` as a user would: spawns it with piped stdin/stdout, waits for console output, types commands, and collects the exit status.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,4 +74,31 @@ export class ConsoleClient {
     return this.seen.includes(text);
   }
   close(): Promise<number> { this.proc.kill('SIGTERM'); return this.exited; }
+}
+
+/** The pvbox CLI as a user's shell runs it, with one environment (PVBOX_RUNDIR…): `pvbox` returns the result, `ok` asserts status 0 and returns stdout. */
+export function pvboxCli(env: NodeJS.ProcessEnv, cwd?: string) {
+  const pvbox = (...args: string[]): { status: number | null; stdout: string; stderr: string } => {
+    const r = spawnSync(process.execPath, [PVBOX, ...args], { encoding: 'utf8', input: '', timeout: 360_000, env, cwd });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  const ok = (...args: string[]): string => {
+    const r = pvbox(...args);
+    assert.equal(r.status, 0, `pvbox ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  return { pvbox, ok };
+}
+
+/** A command typed into an attached console; its output between markers at line starts (so the echoed command line does not match). */
+export async function consoleSh(c: ConsoleClient, cmd: string, timeoutMs = 60_000): Promise<string> {
+  const tag = `M${Math.random().toString(36).slice(2, 8)}`;
+  const from = c.seen.length;
+  c.proc.stdin.write(`echo ${tag}-B; ${cmd}; echo ${tag}-E\n`);
+  const re = new RegExp(`(?<=\\n)${tag}-B\\r?\\n([\\s\\S]*?)(?<=\\n)${tag}-E\\r?\\n`);
+  for (const end = Date.now() + timeoutMs; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
+    const m = re.exec(c.seen.slice(from));
+    if (m) return m[1]!.replace(/\r/g, '');
+  }
+  throw new Error(`no answer to ${cmd}: ${c.seen.slice(-1500)}`);
 }

@@ -1,40 +1,19 @@
 // xl save / xl restore (issue 6): a guest with a disk is saved to a file (it suspends itself; the domain is gone), restored into a new domain, and carries on — its shell's variables and a tmpfs file survive, the clock goes on, the console and the disk work again.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ensureDefaultImage } from '../../src/images/debian.js';
-import { ConsoleClient, PVBOX } from './harness.js';
+import { ConsoleClient, consoleSh, pvboxCli } from './harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pvbox-save-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const env = { ...process.env, PVBOX_RUNDIR: join(dir, 'run') };
 
-function pvbox(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [PVBOX, ...args], { encoding: 'utf8', input: '', timeout: 360_000, env, cwd: dir });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-function ok(...args: string[]): string {
-  const r = pvbox(...args);
-  assert.equal(r.status, 0, `pvbox ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-
-/** A command typed into an attached console; its output between markers at line starts. */
-async function sh(c: ConsoleClient, cmd: string, timeoutMs = 120_000): Promise<string> {
-  const tag = `M${Math.random().toString(36).slice(2, 8)}`;
-  const from = c.seen.length;
-  c.proc.stdin.write(`echo ${tag}-B; ${cmd}; echo ${tag}-E\n`);
-  const re = new RegExp(`(?<=\\n)${tag}-B\\r?\\n([\\s\\S]*?)(?<=\\n)${tag}-E\\r?\\n`);
-  for (const end = Date.now() + timeoutMs; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
-    const m = re.exec(c.seen.slice(from));
-    if (m) return m[1]!.replace(/\r/g, '');
-  }
-  throw new Error(`no answer to ${cmd}: ${c.seen.slice(-1500)}`);
-}
+const { pvbox, ok } = pvboxCli(env, dir);
+const sh = consoleSh;
 
 test('save a running guest with a disk, restore it: shell state, tmpfs, clock, console and disk carry on', { timeout: 900_000 }, async () => {
   const img = await ensureDefaultImage();

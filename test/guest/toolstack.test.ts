@@ -1,41 +1,21 @@
 // The xl toolstack end to end with one guest booted once: create from an xl.cfg, list beside Domain-0, console replay and shell, pause/unpause, mem-set through the balloon, rename, a refused duplicate, destroy of a second domain, and shutdown -w leaving nothing behind.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ensureDefaultImage } from '../../src/images/debian.js';
-import { ConsoleClient, PVBOX } from './harness.js';
+import { ConsoleClient, consoleSh, pvboxCli } from './harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pvbox-xl-guest-'));
 const env = { ...process.env, PVBOX_RUNDIR: join(dir, 'run') };
 
-function pvbox(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [PVBOX, ...args], { encoding: 'utf8', input: '', timeout: 360_000, env, cwd: dir });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-function ok(...args: string[]): string {
-  const r = pvbox(...args);
-  assert.equal(r.status, 0, `pvbox ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const { pvbox, ok } = pvboxCli(env, dir);
 const pidOf = (domid: number): number => (JSON.parse(readFileSync(join(env.PVBOX_RUNDIR, 'domains', `${domid}.json`), 'utf8')) as { pid: number }).pid;
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 const row = (name: string) => ok('list').split('\n').find((l) => l.startsWith(`${name} `));
 
-/** A command typed into an attached console, its output between markers (at line starts, so the echoed command line does not match). */
-async function sh(c: ConsoleClient, cmd: string): Promise<string> {
-  const tag = `M${Math.random().toString(36).slice(2, 8)}`;
-  const from = c.seen.length;
-  c.proc.stdin.write(`echo ${tag}-B; ${cmd}; echo ${tag}-E\n`);
-  const re = new RegExp(`(?<=\\n)${tag}-B\\r?\\n([\\s\\S]*?)(?<=\\n)${tag}-E\\r?\\n`);
-  for (const end = Date.now() + 60_000; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
-    const m = re.exec(c.seen.slice(from));
-    if (m) return m[1]!.replace(/\r/g, '');
-  }
-  throw new Error(`no answer to ${cmd}: ${c.seen.slice(-500)}`);
-}
+const sh = (c: ConsoleClient, cmd: string) => consoleSh(c, cmd);
 const memTotalKiB = async (c: ConsoleClient) => Number(/MemTotal:\s+(\d+) kB/.exec(await sh(c, 'grep MemTotal /proc/meminfo'))?.[1]);
 
 test('xl create, list, console, pause/unpause, mem-set, rename, destroy and shutdown -w on one guest', { timeout: 900_000 }, async () => {

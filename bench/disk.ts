@@ -6,7 +6,7 @@
 // Prints a table and one `RESULT <name> <value> <unit>` line per figure. See bench/README.md.
 import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { loadavg, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -164,7 +164,16 @@ function parseCounters(line: string): BlockCounters | undefined {
   return { reads: f[0] ?? 0, readSectors: f[2] ?? 0, writes: f[4] ?? 0, writeSectors: f[6] ?? 0, irqs: irq ? Number(irq[1]) : NaN };
 }
 
-interface GuestJob { result: FioResult; requests: number; avgRequestKiB: number; irqsPerRequest: number }
+interface GuestJob { result: FioResult; requests: number; avgRequestKiB: number; irqsPerRequest: number; cpuUsPerRequest: number }
+
+/** User + system CPU of a process (all threads; a vCPU's time in the guest counts too), in µs. */
+function cpuUs(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch { return NaN; }
+}
 
 class Guest {
   private readonly proc: ConsoleProcess;
@@ -208,7 +217,9 @@ class Guest {
   async job(j: Job, o: Options, file: string): Promise<GuestJob> {
     dropCache(file);
     const before = await this.counters();
+    const cpu0 = cpuUs(this.proc.child.pid);
     const text = await this.sh(`${this.fio} ${fioArgs(j, '/dev/xvdb', { sizeMiB: o.sizeMiB, runtime: o.runtime }).join(' ')}`, (o.runtime + 180) * 1000);
+    const cpu = cpuUs(this.proc.child.pid) - cpu0;
     const after = await this.counters();
     const result = parseFio(text, j);
     let requests = NaN, avgRequestKiB = NaN, irqsPerRequest = NaN;
@@ -219,7 +230,7 @@ class Guest {
       avgRequestKiB = sectors / 2 / requests;
       irqsPerRequest = (after.irqs - before.irqs) / requests;
     }
-    return { result, requests, avgRequestKiB, irqsPerRequest };
+    return { result, requests, avgRequestKiB, irqsPerRequest, cpuUsPerRequest: cpu / requests };
   }
 
   async fioRaw(args: string, timeoutMs: number): Promise<void> { await this.sh(`${this.fio} ${args} >/dev/null`, timeoutMs); }
@@ -298,17 +309,18 @@ async function guestRun(format: string, disk: string, js: Job[], o: Options, img
  * the difference of pvbox's counters divided by the difference in requests.
  */
 async function exitProfile(data: string, o: Options, img: { kernel: string; initrd: string }, tools: ToolsDisk, runDir: string) {
-  const sizes = [16, Math.min(o.sizeMiB, 256)];
+  // The first 16 MiB of the disk, read once or 16 times (fio --loops).
+  const loops = [1, 16];
   const runs: GuestStats[] = [];
-  for (const mib of sizes) {
-    note(`exit profile: booting a guest that reads ${mib} MiB in 128 KiB requests at iodepth 1 ...`);
+  for (const n of loops) {
+    note(`exit profile: booting a guest that reads 16 MiB ${n} time(s) in 128 KiB requests at iodepth 1 ...`);
     const g = await Guest.boot(img, [`format=raw, vdev=xvdb, access=rw, target=${data}`], tools, o, runDir);
     try {
-      await g.fioRaw(`--name=p --filename=/dev/xvdb --rw=read --bs=128k --iodepth=1 --ioengine=libaio --direct=1 --size=${mib}M --eta=never`, 600_000);
+      await g.fioRaw(`--name=p --filename=/dev/xvdb --rw=read --bs=128k --iodepth=1 --ioengine=libaio --direct=1 --size=16M --loops=${n} --eta=never`, 600_000);
     } catch (e) { g.kill(); throw e; }
     runs.push(await g.poweroff());
   }
-  const requests = ((sizes[1]! - sizes[0]!) << 20) / (128 << 10);
+  const requests = ((loops[1]! - loops[0]!) * (16 << 20)) / (128 << 10);
   const diff = (a: Map<string, number>, b: Map<string, number>) =>
     [...new Set([...a.keys(), ...b.keys()])].map((k) => [k, ((b.get(k) ?? 0) - (a.get(k) ?? 0)) / requests] as const).filter(([, v]) => Math.abs(v) >= 0.05).sort((x, y) => y[1] - x[1]);
   return { requests, exits: ((runs[1]!.exits ?? 0) - (runs[0]!.exits ?? 0)) / requests, reasons: diff(runs[0]!.exitReasons, runs[1]!.exitReasons), hypercalls: diff(runs[0]!.hypercalls, runs[1]!.hypercalls) };
@@ -379,10 +391,10 @@ async function main(): Promise<number> {
   if (fmts.length) {
     say('');
     say('In the guest, per job (from /sys/block/xvdb/stat and /proc/interrupts):');
-    const rows2 = [['job', 'format', 'requests', 'avg request', 'blkif irqs/request', 'fio mean completion latency']];
+    const rows2 = [['job', 'format', 'requests', 'avg request', 'blkif irqs/request', 'pvbox CPU/request', 'fio mean completion latency']];
     for (const f of fmts) for (const j of js) {
       const r = guest.get(f)!.results.get(j.key);
-      if (r) rows2.push([j.label, f, String(r.requests), `${fmt(r.avgRequestKiB, 'KiB')} KiB`, fmt(r.irqsPerRequest, ''), `${r.result.latUs.toFixed(0)} µs`]);
+      if (r) rows2.push([j.label, f, String(r.requests), `${fmt(r.avgRequestKiB, 'KiB')} KiB`, fmt(r.irqsPerRequest, ''), `${fmt(r.cpuUsPerRequest, 'IOPS')} µs`, `${r.result.latUs.toFixed(0)} µs`]);
     }
     say(table(rows2));
     for (const f of fmts) {
@@ -406,6 +418,8 @@ async function main(): Promise<number> {
     for (const f of fmts) {
       const x = figure(j, guest.get(f)!.results.get(j.key)?.result);
       if (x !== undefined) say(`RESULT pvbox_${f}_${j.key} ${fmt(x, j.unit)} ${u}`);
+      const gj = guest.get(f)!.results.get(j.key);
+      if (gj && Number.isFinite(gj.cpuUsPerRequest)) say(`RESULT pvbox_${f}_${j.key}_cpu_per_request ${gj.cpuUsPerRequest.toFixed(0)} us`);
       if (x !== undefined && h) say(`RESULT pvbox_${f}_${j.key}_vs_host_direct ${((100 * x) / figure(j, h.direct)!).toFixed(1)} percent`);
     }
     if (h) {

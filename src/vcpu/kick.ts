@@ -43,10 +43,15 @@ export class Kicker {
     this.timerId = id.readBigUInt64LE(0);
   }
 
-  /** Consume a pending kick so the next KVM_RUN does not return at once. */
+  /**
+   * Consume a pending kick so the next KVM_RUN does not return at once. The timer's signal may
+   * have been among those consumed, so the next arm() sets the timer again even for the same
+   * deadline (one already past fires at once).
+   */
   consume(): void {
     // SAFETY: 128-byte sigset and siginfo buffers and a zero timespec, alive for the call.
     while (libc.sigtimedwait(this.set, this.info, this.zero) > 0) { /* drained */ }
+    this.armedNs = -1n;
   }
 
   /** Arm the timer to kick this thread at CLOCK_MONOTONIC `deadlineNs` (absolute); 0n disarms. */

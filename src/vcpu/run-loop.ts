@@ -89,11 +89,26 @@ export class VcpuRunner {
   /** Timers, host work and event delivery, then resume through the monitor. */
   private afterExit(): void {
     const d = this.d, v = this.v;
+    this.pollHost();
     this.runTimers();
-    this.host.poll();
     if (this.blocked) return;
     deliverPendingEvents(d, v);
     v.prepareResume();
+  }
+
+  /**
+   * Take host input. A writer that pushed it also kicked this thread (vcpu/worker-protocol.ts),
+   * and that signal, pending while this thread runs JavaScript, would make the next KVM_RUN
+   * return at once with nothing to do — one wasted exit per I/O completion. So after taking
+   * input the kick is consumed and the ring read again: a record pushed after the take kicks
+   * anew, so nothing is lost. (A timer signal consumed with it is not lost either: the timer is
+   * re-armed before the next KVM_RUN and timers are run after this.)
+   */
+  private pollHost(): boolean {
+    if (!this.host.poll()) return false;
+    this.kicker.consume();
+    this.host.poll();
+    return true;
   }
 
   /**
@@ -286,8 +301,8 @@ export class VcpuRunner {
 
   private waitBlocked(): void {
     const d = this.d, v = this.v;
+    this.pollHost();
     this.runTimers();
-    this.host.poll();
     if (d.shutdownReason) return;
     if (!this.wakeCondition()) {
       const dl = this.nextDeadline();

@@ -86,6 +86,7 @@ export class BlkBack {
   /** The frontend notified. */
   onNotify(): void {
     this.consume();
+    this.io.doorbell(); // everything this notification brought goes to the I/O thread in one batch
     this.settle();
   }
 

@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { ImageError } from '../../errors.js';
-import { decodeCompletions, type ImageInfo, type IoOp, type IoReply, type IoRequest } from './io-protocol.js';
+import { decodeCompletions, newSubmissionQueue, SubmissionQueue, type ImageInfo, type IoOp, type IoReply, type IoRequest } from './io-protocol.js';
 
 export type IoDone = (status: number) => void;
 
@@ -18,11 +18,14 @@ export class BlockIoThread {
   private failed: string | undefined;
   /** Whoever got completions in the current record: settled once after it (one notification per ring per batch). */
   private readonly touched = new Set<{ settle(): void }>();
+  private readonly queue: SubmissionQueue;
 
   constructor(input: SharedArrayBuffer) {
     const { port1, port2 } = new MessageChannel();
     this.replies = port1;
-    this.worker = new Worker(fileURLToPath(new URL('./io-thread-entry.mjs', import.meta.url)), { workerData: { input, replies: port2 }, transferList: [port2] });
+    const sq = newSubmissionQueue();
+    this.queue = new SubmissionQueue(sq);
+    this.worker = new Worker(fileURLToPath(new URL('./io-thread-entry.mjs', import.meta.url)), { workerData: { input, replies: port2, queue: sq }, transferList: [port2] });
     port1.on('message', (r: IoReply) => this.onReply(r));
     port1.unref();
     this.worker.on('error', (e) => { this.failed = e.message; for (const w of this.waiters.values()) w({ type: 'open-failed', disk: -1, message: `I/O thread failed: ${e.message}` }); });
@@ -68,12 +71,17 @@ export class BlockIoThread {
   }
   dropSlab(slab: number): void { this.worker.postMessage({ type: 'drop-slab', slab } satisfies IoRequest); }
 
+  /** Queue an operation; it starts when the batch is handed over (doorbell()). */
   submit(disk: number, op: IoOp, offset: number, len: number, slab: number, slabOffset: number, done: IoDone): void {
     const tag = this.nextTag;
     this.nextTag = this.nextTag >= 0xfffffff0 ? 1 : this.nextTag + 1;
     this.inflight.set(tag, done);
-    this.worker.postMessage({ type: 'io', tag, disk, op, offset, len, slab, slabOffset } satisfies IoRequest);
+    // A full queue (over a thousand operations waiting) is rare: those go by message.
+    if (!this.queue.push(tag, disk, op, offset, len, slab, slabOffset)) this.worker.postMessage({ type: 'io', tag, disk, op, offset, len, slab, slabOffset } satisfies IoRequest);
   }
+
+  /** Hand the operations submitted since the last call to the I/O thread: one wake-up per batch. */
+  doorbell(): void { this.queue.ring(); }
 
   /** An INPUT_BLKIO record arrived: run each completion's callback. */
   onCompletions(bytes: Uint8Array): void {
@@ -86,6 +94,8 @@ export class BlockIoThread {
     });
     for (const t of this.touched) t.settle();
     this.touched.clear();
+    // Completions free staging memory and end barriers, so rings may have taken new requests.
+    this.doorbell();
   }
 
   /** Called from a completion callback: settle `t` after the current batch. */

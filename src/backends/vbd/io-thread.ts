@@ -2,9 +2,9 @@
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { INPUT_BLKIO, InputRingWriter } from '../../vcpu/worker-protocol.js';
 import { openImage, type BlockImage } from './image.js';
-import { encodeCompletions, IO_DISCARD, IO_FLUSH, IO_READ, IO_WRITE, type IoReply, type IoRequest } from './io-protocol.js';
+import { encodeCompletions, IO_DISCARD, IO_FLUSH, IO_READ, IO_WRITE, SubmissionQueue, type IoReply, type IoRequest, type QueuedIo } from './io-protocol.js';
 
-const init = workerData as { input: SharedArrayBuffer; replies: MessagePort };
+const init = workerData as { input: SharedArrayBuffer; replies: MessagePort; queue: SharedArrayBuffer };
 const ring = new InputRingWriter(init.input);
 const port = parentPort!;
 const images = new Map<number, BlockImage>();
@@ -40,7 +40,7 @@ const errnoOf = (e: unknown): number => {
   return typeof n === 'number' && n < 0 ? n : -5; // -EIO
 };
 
-async function run(req: Extract<IoRequest, { type: 'io' }>): Promise<number> {
+async function run(req: QueuedIo): Promise<number> {
   const img = images.get(req.disk);
   if (!img) return -9; // -EBADF: the disk was closed under the request
   const buf = () => {
@@ -57,12 +57,43 @@ async function run(req: Extract<IoRequest, { type: 'io' }>): Promise<number> {
   }
 }
 
+/** Operations on a slab whose 'slab' message has not arrived yet: the queue can overtake the port. */
+const awaitingSlab = new Map<number, QueuedIo[]>();
+
+const start = (req: QueuedIo): void => {
+  if (!slabs.has(req.slab) && req.op !== IO_FLUSH && req.op !== IO_DISCARD) {
+    const list = awaitingSlab.get(req.slab);
+    if (list) list.push(req); else awaitingSlab.set(req.slab, [req]);
+    return;
+  }
+  run(req).then((st) => complete(req.tag, st), (e) => complete(req.tag, errnoOf(e)));
+};
+
+/**
+ * Serve the submission queue: drain, then wait for the doorbell. The wait is asynchronous
+ * (Atomics.waitAsync), so this thread's event loop goes on running the image I/O; the port
+ * below keeps that loop alive, which waitAsync's wake-up needs.
+ */
+async function serveQueue(): Promise<void> {
+  const queue = new SubmissionQueue(init.queue);
+  for (;;) {
+    const seen = queue.bell;
+    queue.drain(start);
+    await queue.waitBell(seen);
+  }
+}
+void serveQueue();
+
 port.on('message', (req: IoRequest) => {
   switch (req.type) {
-    case 'io':
-      run(req).then((st) => complete(req.tag, st), (e) => complete(req.tag, errnoOf(e)));
+    case 'io': start(req); break;
+    case 'slab': {
+      slabs.set(req.slab, new Uint8Array(req.sab));
+      const waiting = awaitingSlab.get(req.slab);
+      awaitingSlab.delete(req.slab);
+      for (const w of waiting ?? []) start(w);
       break;
-    case 'slab': slabs.set(req.slab, new Uint8Array(req.sab)); break;
+    }
     case 'drop-slab': slabs.delete(req.slab); break;
     case 'open':
       openImage(req.path, { readonly: req.readonly, format: req.format }).then((img) => {

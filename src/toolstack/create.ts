@@ -52,6 +52,8 @@ export interface DomainConfig {
   consoles?: number;
   /** Virtual disks (xl disk specs, parsed). */
   disks?: DiskSpec[];
+  /** The xl.cfg the domain came from (pvbox create), kept in a save file for restarts after a restore. */
+  configPath?: string;
   /** Restore the guest saved in this file (pvbox save) instead of booting the kernel. */
   restoreFrom?: string;
   /** Network devices (xl vif specs, parsed). */
@@ -279,7 +281,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
         try {
           sv.flushOps();
           writeSaveFile(path, {
-            config: { name: cfg.name, memoryMiB: cfg.memoryMiB, kernel: cfg.kernel, ramdisk: cfg.ramdisk, cmdline: cfg.cmdline, consoles: cfg.consoles ?? 0, disks: cfg.disks ?? [], vifs: cfg.vifs ?? [] },
+            config: { name: cfg.name, memoryMiB: cfg.memoryMiB, kernel: cfg.kernel, ramdisk: cfg.ramdisk, cmdline: cfg.cmdline, consoles: cfg.consoles ?? 0, disks: cfg.disks ?? [], vifs: cfg.vifs ?? [], configPath: cfg.configPath },
             d, hv, v: sv, mem, startInfoMfn,
           });
         } catch (e) {

@@ -27,6 +27,8 @@ const MAX_HEADER = 4 << 20;
 export interface SavedConfig {
   name: string; memoryMiB: number; kernel: string; ramdisk?: string; cmdline: string;
   consoles: number; disks: DiskSpec[]; vifs: VifSpec[];
+  /** The xl.cfg of a `pvbox create` domain: a restored domain that reboots boots from it again (pygrub guests' kernels live on their disks). */
+  configPath?: string;
 }
 
 interface SavedVcpu {

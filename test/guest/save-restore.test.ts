@@ -61,6 +61,7 @@ test('save a running guest with a disk, restore it: shell state, tmpfs, clock, c
     assert.doesNotMatch(ok('list'), /srguest/);
 
     ok('restore', file);
+    const restoredAt = Date.now();
     assert.match(ok('list'), /^srguest +\d+ +256 +1 /m);
     c = new ConsoleClient('srguest', env);
     await new Promise((r) => setTimeout(r, 1000));
@@ -71,6 +72,17 @@ test('save a running guest with a disk, restore it: shell state, tmpfs, clock, c
     // The disk reconnected (blkfront resumed on a new backend) and reads the same bytes; new processes run.
     assert.match(await sh(c, 'md5sum /dev/xvda; ls /sys/block'), new RegExp(md5));
     assert.match(await sh(c, 'for i in 1 2 3; do sh -c "echo child-$i"; done'), /child-1\nchild-2\nchild-3/);
+    // A reboot after the restore boots the guest again from its config (on_reboot = restart; not
+    // within 10 s of a start, which the domain process treats as a crash loop).
+    await new Promise((r) => setTimeout(r, Math.max(0, 11_000 - (Date.now() - restoredAt))));
+    const mark = c.seen.length;
+    c.proc.stdin.write('reboot -f\n');
+    for (const end = Date.now() + 300_000; Date.now() < end && !c.seen.slice(mark).includes('PVBOX-READY'); await new Promise((r) => setTimeout(r, 200)));
+    assert.match(c.seen.slice(mark), /PVBOX-READY/);
+    await c.close();
+    c = new ConsoleClient('srguest', env);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.match(await sh(c, 'echo "[$KEEP]"; ls /tmp/state 2>&1'), /\[\]\n.*No such file/);
     c.proc.stdin.write('poweroff -f\n');
     for (let i = 0; i < 100 && ok('list').includes('srguest'); i++) await new Promise((r) => setTimeout(r, 200));
     assert.doesNotMatch(ok('list'), /srguest/);

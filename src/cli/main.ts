@@ -7,6 +7,7 @@ import { consoleCommand } from './console.js';
 import { IMAGE_USAGE, imageCommand } from './image.js';
 import { INSTALL_USAGE, installCommand } from './install.js';
 import { blockAttach, blockDetach } from './block.js';
+import { networkAttach, networkDetach } from './network.js';
 import { restoreCommand, saveCommand } from './save.js';
 import { parseDiskSpec } from '../backends/vbd/disk-spec.js';
 import { parseVifSpecs } from '../backends/vif/vif-spec.js';
@@ -27,6 +28,10 @@ commands:
       give a running guest another disk (xl disk syntax, e.g. 'format=raw, vdev=xvdb, access=rw, target=/img').
   block-detach <domain> <vdev>
       take a disk away from a running guest (the guest lets go of it first).
+  network-attach <domain> <vif spec>
+      give a running guest another NIC (xl vif syntax, e.g. 'bridge=xenbr0, mac=00:16:3e:01:02:03').
+  network-detach <domain> <devid|mac>
+      take a NIC away from a running guest (the guest lets go of it first).
   console <domain> [--num N]
       attach this terminal to a running guest's console (by name or domain id); Ctrl-] detaches
       and the guest keeps running.
@@ -82,6 +87,11 @@ export async function main(argv: string[]): Promise<number> {
       const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: {} });
       if (positionals.length !== 2) throw new UsageError(verb === 'block-attach' ? 'usage: pvbox block-attach <domain> <disk spec>' : 'usage: pvbox block-detach <domain> <vdev>');
       return verb === 'block-attach' ? blockAttach(positionals[0]!, positionals[1]!) : blockDetach(positionals[0]!, positionals[1]!);
+    }
+    case 'network-attach': case 'network-detach': {
+      const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: {} });
+      if (verb === 'network-attach' ? positionals.length < 2 : positionals.length !== 2) throw new UsageError(verb === 'network-attach' ? 'usage: pvbox network-attach <domain> <vif spec>' : 'usage: pvbox network-detach <domain> <devid|mac>');
+      return verb === 'network-attach' ? networkAttach(positionals[0]!, positionals.slice(1)) : networkDetach(positionals[0]!, positionals[1]!);
     }
     case 'console': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { num: { type: 'string' } } });

@@ -270,10 +270,10 @@ export async function xlCommand(verb: string, args: string[]): Promise<number> {
   }
 }
 
-/** `pvbox xm <verb> …`: xm's spellings mapped onto the xl verbs (console and block-* are shared). */
+/** `pvbox xm <verb> …`: xm's spellings mapped onto the xl verbs (console, block-* and network-* are shared). */
 export function xmVerb(verb: string | undefined): string {
   if (!verb) throw new UsageError('usage: pvbox xm <verb> [args...]');
   const v = XM_SPELLINGS[verb] ?? verb;
-  if (!XL_VERBS.has(v) && v !== 'console' && v !== 'block-attach' && v !== 'block-detach') throw new UsageError(`xm: unknown verb '${verb}'`);
+  if (!XL_VERBS.has(v) && !['console', 'block-attach', 'block-detach', 'network-attach', 'network-detach'].includes(v)) throw new UsageError(`xm: unknown verb '${verb}'`);
   return v;
 }

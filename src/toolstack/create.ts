@@ -31,7 +31,8 @@ import { applySavedState, checkSaveTarget, SaveFile, savedSregs, writeSaveFile }
 import { VbdDataplane } from '../backends/vbd/dataplane.js';
 import type { LinkDevice } from './domain-link.js';
 import type { DiskSpec } from '../backends/vbd/disk-spec.js';
-import { DomainVifs } from '../backends/vif/attach.js';
+import { DomainVifs, LocalVifHost } from '../backends/vif/attach.js';
+import { checkVifRings } from '../backends/vif/backend.js';
 import type { VifSpec } from '../backends/vif/vif-spec.js';
 import { INPUT_NET } from '../vcpu/worker-protocol.js';
 import { createPrimaryConsole, type DomainNodeInfo, formatUuid, writeDomainNodes } from './domain-nodes.js';
@@ -253,6 +254,12 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
         const error = queues ? vbd.attach({ devid, queues, persistent: m.persistent === true }) : 'bad queues';
         io.control?.({ op: 'attached', type: 'vbd', devid, ...(error ? { error } : {}) });
       } else if (m.op === 'detach') vbd.detach(devid);
+    } else if (m.type === 'vif' && (m.op === 'attach' || m.op === 'detach')) {
+      // A vif's rings, from the control plane in pvbox xenstored (domain-link.ts).
+      if (m.op === 'detach') { vifs.detach(devid); return; }
+      const rings = checkVifRings(m);
+      const error = rings ? vifs.attach(devid, rings) : 'bad rings';
+      io.control?.({ op: 'attached', type: 'vif', devid, ...(error ? { error } : {}) });
     } else if (typeof m.op === 'string' && DOMAIN_THREAD_OPS.has(m.op) && typeof m.id === 'number') {
       // From the toolstack (pvbox pause, shutdown, mem-set…) through the main thread's control socket.
       io.reply?.(m.id, domainThreadOp(m as Record<string, unknown>, {
@@ -281,7 +288,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
         try {
           sv.flushOps();
           writeSaveFile(path, {
-            config: { name: cfg.name, memoryMiB: cfg.memoryMiB, kernel: cfg.kernel, ramdisk: cfg.ramdisk, cmdline: cfg.cmdline, consoles: cfg.consoles ?? 0, disks: cfg.disks ?? [], vifs: cfg.vifs ?? [], configPath: cfg.configPath },
+            config: { name: cfg.name, memoryMiB: cfg.memoryMiB, kernel: cfg.kernel, ramdisk: cfg.ramdisk, cmdline: cfg.cmdline, consoles: cfg.consoles ?? 0, disks: cfg.disks ?? [], vifs: vifs.specs(), configPath: cfg.configPath },
             d, hv, v: sv, mem, startInfoMfn,
           });
         } catch (e) {
@@ -295,6 +302,11 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
       // From `pvbox block-attach|block-detach` through the main thread's control socket.
       const id = m.id;
       const work = m.op === 'block-attach' ? disks.attach(m.spec) : disks.detach(m.vdev);
+      work.then((r) => io.reply?.(id, r), (e) => io.reply?.(id, { ok: false, error: (e as Error).message }));
+    } else if ((m.op === 'network-attach' || m.op === 'network-detach') && typeof m.id === 'number') {
+      // From `pvbox network-attach|network-detach` through the main thread's control socket.
+      const id = m.id;
+      const work = m.op === 'network-attach' ? vifs.attachNew(m.spec) : vifs.detachOne((m as { target?: unknown }).target);
       work.then((r) => io.reply?.(id, r), (e) => io.reply?.(id, { ok: false, error: (e as Error).message }));
     }
   };
@@ -311,12 +323,13 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
 
   // Network devices: TAP devices, bridges and scripts before the guest runs (a missing bridge is a one-line error).
   const vifs = DomainVifs.open(cfg.vifs ?? [], cfg.domid, (l) => trace.warn('vif', l));
-  if (cfg.xenstoreRemote && vifs.count) { vifs.close(); throw new HostError('network devices are not supported yet when guests join pvbox xenstored'); }
+  vifs.bind(grants, hv.evtchn, io.inputBuffer);
 
   if (cfg.xenstoreRemote) {
     // The daemon runs the secondary consoles' xenbus state machines and asks us to attach their rings.
-    if (!io.introduce?.({ ...nodeInfo, consoles: cfg.consoles ?? 0, devices: disks.bootDevices() }) || !io.xsSend || !remoteDevices) throw new HostError('xenstored did not accept the domain');
+    if (!io.introduce?.({ ...nodeInfo, consoles: cfg.consoles ?? 0, devices: [...disks.bootDevices(), ...vifs.bootDevices()] }) || !io.xsSend || !remoteDevices) throw new HostError('xenstored did not accept the domain');
     disks.setHost(remoteDevices);
+    await vifs.setHost(remoteDevices, false);
     const xsSend = io.xsSend;
     store = new XenStoreRingTransport((send) => { xsDeliver = send; return { receive: (chunk) => xsSend(chunk) }; }, storePage, notifyStore, (l) => trace.warn('xs-ring', l));
   } else {
@@ -343,7 +356,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
       if (err) throw new HostError(`disk ${d.devid}: ${err}`);
     }
     disks.setHost(localDevices);
-    vifs.start(daemon.store, grants, hv.evtchn, io.inputBuffer, (devid, l) => trace.warn(`vif${devid}`, l));
+    await vifs.setHost(new LocalVifHost(daemon.store, cfg.domid, vifs, (devid, l) => trace.warn(`vif${devid}`, l)), true);
     store = new XenStoreRingTransport((send) => daemon.connect(cfg.domid, send, {
       onError: (e) => trace.warn('xs-ring', `xenstore: domain ${cfg.domid} ring: ${e}; stopped serving it`),
     }), storePage, notifyStore, (l) => trace.warn('xs-ring', l));

@@ -14,7 +14,7 @@ import { domainSpecFromXl } from './xl-domain.js';
 
 const PVBOX_BIN = fileURLToPath(new URL('../../bin/pvbox.js', import.meta.url));
 /** Verbs the daemon passes to a domain's own process unchanged. */
-const FORWARDED = new Set(['status', 'pause', 'unpause', 'shutdown', 'destroy', 'mem-set', 'mem-max', 'rename', 'block-attach', 'block-detach', 'save']);
+const FORWARDED = new Set(['status', 'pause', 'unpause', 'shutdown', 'destroy', 'mem-set', 'mem-max', 'rename', 'block-attach', 'block-detach', 'network-attach', 'network-detach', 'save']);
 
 export function daemonSocketPath(env: NodeJS.ProcessEnv = process.env): string { return join(runDir(env), 'pvbox.sock'); }
 export function daemonPidPath(env: NodeJS.ProcessEnv = process.env): string { return join(runDir(env), 'pvbox-daemon.pid'); }

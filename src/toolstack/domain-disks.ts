@@ -109,7 +109,7 @@ export class RemoteDeviceHost implements DeviceHost {
     return this.ask(`device-added:${d.type}:${d.devid}`, { op: 'device-add', device: d });
   }
 
-  async remove(type: 'vbd', devid: number): Promise<void> {
+  async remove(type: LinkDevice['type'], devid: number): Promise<void> {
     await this.ask(`device-removed:${type}:${devid}`, { op: 'device-remove', type, devid });
   }
 

@@ -15,6 +15,7 @@ import { createDevice, destroyDevice, type NodeValues, type XenbusDevice } from 
 import { ConsoleXenbusBackend } from '../backends/console/device.js';
 import type { Dataplane } from '../backends/ring-dataplane.js';
 import { VbdXenbusBackend, type VbdAttacher } from '../backends/vbd/backend.js';
+import { VifXenbusBackend, type VifDataplane } from '../backends/vif/backend.js';
 
 export const LINK_CONTROL = 1, LINK_XS = 2;
 const MAX_FRAME = 64 * 1024;
@@ -51,7 +52,7 @@ export class FrameParser {
 
 export interface LinkHello { op: 'hello'; name: string }
 /** A device whose data plane the domain process runs; the daemon creates it in the store with these nodes and runs its xenbus control plane. */
-export interface LinkDevice { type: 'vbd'; devid: number; frontendNodes: NodeValues; backendNodes: NodeValues }
+export interface LinkDevice { type: 'vbd' | 'vif'; devid: number; frontendNodes: NodeValues; backendNodes: NodeValues }
 export interface LinkReady extends Omit<DomainNodeInfo, 'domid' | 'name'> { op: 'ready'; consoles?: number; devices?: LinkDevice[] }
 
 /**
@@ -59,7 +60,8 @@ export interface LinkReady extends Omit<DomainNodeInfo, 'domid' | 'name'> { op: 
  * (control plane) and asks the domain process to attach or detach its rings (data plane):
  * daemon → domain {op:'attach', type, devid, ...rings} answered by {op:'attached', type, devid,
  * error?}; daemon → domain {op:'detach', type, devid}. Rings are {ringRef, port} for a console,
- * {queues, persistent} for a vbd (backends/vbd/dataplane.ts VbdAttach).
+ * {queues, persistent} for a vbd (backends/vbd/dataplane.ts VbdAttach), {txRef, rxRef, port, features}
+ * for a vif (backends/vif/backend.ts VifRings).
  */
 const MAX_CONSOLES = 8;
 const MAX_LINK_DEVICES = 16;
@@ -125,19 +127,30 @@ export class DomainLinkServer {
       attach: (a) => remoteAttach('vbd', a.devid, { queues: a.queues, persistent: a.persistent }),
       detach: (devid) => remoteDetach('vbd', devid),
     };
+    const remoteVifs: VifDataplane = {
+      attach: (devid, rings) => remoteAttach('vif', devid, rings),
+      detach: (devid) => remoteDetach('vif', devid),
+    };
     const fail = (message: string) => { s.end(controlFrame({ op: 'error', message })); };
     /** Hot-plugged and boot-time devices the domain process serves, by 'type:devid'. */
-    const linkDevices = new Map<string, XenbusDevice<VbdAttacher>>();
+    const linkDevices = new Map<string, XenbusDevice<VbdAttacher> | XenbusDevice<VifDataplane>>();
     const addDevice = (d: LinkDevice | undefined): string | undefined => {
       const frontendNodes = linkNodes(d?.frontendNodes), backendNodes = linkNodes(d?.backendNodes);
-      if (d?.type !== 'vbd' || !Number.isInteger(d.devid) || d.devid < 0 || d.devid > 0xffff || !frontendNodes || !backendNodes) return 'malformed device';
+      if ((d?.type !== 'vbd' && d?.type !== 'vif') || !Number.isInteger(d.devid) || d.devid < 0 || d.devid > 0xffff || !frontendNodes || !backendNodes) return 'malformed device';
       if (linkDevices.size >= MAX_LINK_DEVICES) return 'too many devices';
       try {
-        const dev = createDevice<VbdAttacher>(xenstored.store, { type: 'vbd', frontendDomid: domid, devid: d.devid, frontendNodes, backendNodes }, { log });
-        dev.start(new VbdXenbusBackend(d.devid), remoteDisks);
-        linkDevices.set(`vbd:${d.devid}`, dev);
+        if (d.type === 'vbd') {
+          const dev = createDevice<VbdAttacher>(xenstored.store, { type: 'vbd', frontendDomid: domid, devid: d.devid, frontendNodes, backendNodes }, { log });
+          dev.start(new VbdXenbusBackend(d.devid), remoteDisks);
+          linkDevices.set(`vbd:${d.devid}`, dev);
+        } else {
+          // The vif's TAP device, bridge and script are the domain process's; only netback's xenbus half runs here.
+          const dev = createDevice<VifDataplane>(xenstored.store, { type: 'vif', frontendDomid: domid, devid: d.devid, frontendNodes, backendNodes }, { log });
+          dev.start(new VifXenbusBackend(d.devid), remoteVifs);
+          linkDevices.set(`vif:${d.devid}`, dev);
+        }
         return undefined;
-      } catch (e) { return `vbd ${d.devid}: ${(e as Error).message}`; }
+      } catch (e) { return `${d.type} ${d.devid}: ${(e as Error).message}`; }
     };
     s.on('data', (chunk) => parser.feed(chunk, (kind, payload) => {
       if (kind === LINK_XS) { conn?.receive(payload); return; }

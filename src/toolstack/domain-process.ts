@@ -214,7 +214,7 @@ export async function domainProcessMain(): Promise<number> {
         if (g && live()) await g.request({ op: 'rename', name });
         return { ok: true };
       }
-      case 'block-attach': case 'block-detach':
+      case 'block-attach': case 'block-detach': case 'network-attach': case 'network-detach':
         if (!g || !live()) return { ok: false, error: `domain ${r.domid} is not running (${r.state})` };
         return g.request(req, 60_000);
       case 'save':

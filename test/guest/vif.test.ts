@@ -1,23 +1,29 @@
 // PV network (issue 5): xen-netfront in the stock guest reaches a host bridge through pvbox's netback and a TAP device. Everything runs inside a network
 // namespace this test creates (bridge, dnsmasq, pvbox itself), never on the host's own interfaces: the guest gets an address by DHCP, pings the host, moves
-// bulk TCP data both ways with matching checksums, and two guests ping each other and transfer data over the bridge. Bad vif specs and a missing bridge: one line.
+// 200 MiB of TCP both ways with matching checksums, and gets a NIC hot-plugged and taken away (network-attach/-detach); two guests, one under pvbox
+// xenstored (with a hot-plugged NIC there too), ping each other and move data, then one is saved and restored and moves data again. Bad vif specs and a
+// missing bridge: one line.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ensureDefaultImage } from '../../src/images/debian.js';
 import { ensureHostCommands } from '../../src/images/host-packages.js';
-import { PVBOX } from './harness.js';
+import { ConsoleClient, consoleSh, PVBOX } from './harness.js';
 
 const NS = `pvbox-vif-${process.pid}`;
-const HOST_IP = '10.199.0.1';
+const HOST_IP = '10.199.0.1', HOST_IP2 = '10.199.1.1';
 const BULK_MIB = Number(process.env.PVBOX_VIF_TEST_MIB ?? 200);
 const dir = mkdtempSync(join(tmpdir(), 'pvbox-vif-'));
 const children: ChildProcess[] = [];
 /** One run directory for every guest of this test: standalone guests then take distinct domain ids, so their TAP names (vif<domid>.0) differ. */
 const runDir = mkdtempSync(join(tmpdir(), 'pvbox-vif-run-'));
+/** pvbox xenstored for the guest that joins it (test 2); every other guest has a store of its own (no daemon at its XENSTORED_PATH). */
+const XS_SOCKET = join(dir, 'xenstored', 'socket');
+/** The domain link is looked for beside the XenStore socket (toolstack/domain-link.ts domainLinkPath): a directory without a daemon. */
+const STANDALONE = { XENSTORED_PATH: join(dir, 'socket') };
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
@@ -25,10 +31,15 @@ function sh(cmd: string, args: string[]): string {
   return r.stdout;
 }
 const inNs = (cmd: string, args: string[]) => sh('ip', ['netns', 'exec', NS, cmd, ...args]);
+/** The pvbox CLI inside the namespace, as a user's shell there runs it. */
+function pvboxInNs(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('ip', ['netns', 'exec', NS, process.execPath, PVBOX, ...args], { encoding: 'utf8', input: '', timeout: 120_000, env: { ...process.env, PVBOX_RUNDIR: runDir, ...STANDALONE } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
 
 /** A process inside the namespace, killed at the end whatever happens. */
-function spawnInNs(cmd: string, args: string[]): ChildProcessWithoutNullStreams {
-  const p = spawn('ip', ['netns', 'exec', NS, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PVBOX_RUNDIR: runDir } });
+function spawnInNs(cmd: string, args: string[], env: NodeJS.ProcessEnv = STANDALONE): ChildProcessWithoutNullStreams {
+  const p = spawn('ip', ['netns', 'exec', NS, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PVBOX_RUNDIR: runDir, ...env } });
   children.push(p);
   return p;
 }
@@ -39,8 +50,8 @@ class NsGuest {
   output = '';
   stderr = '';
   readonly exited: Promise<number>;
-  constructor(args: string[]) {
-    this.proc = spawnInNs(process.execPath, [PVBOX, 'run', ...args]);
+  constructor(args: string[], env: NodeJS.ProcessEnv = STANDALONE) {
+    this.proc = spawnInNs(process.execPath, [PVBOX, 'run', ...args], env);
     this.exited = new Promise((resolve) => this.proc.on('exit', (code, sig) => resolve(code ?? (sig ? 128 : 1))));
     this.proc.stdout.setEncoding('latin1');
     this.proc.stderr.setEncoding('utf8');
@@ -105,6 +116,7 @@ before(() => {
   inNs('ip', ['link', 'set', 'lo', 'up']);
   inNs('ip', ['link', 'add', 'br0', 'type', 'bridge']);
   inNs('ip', ['addr', 'add', `${HOST_IP}/24`, 'dev', 'br0']);
+  inNs('ip', ['addr', 'add', `${HOST_IP2}/24`, 'dev', 'br0']); // the subnet of hot-plugged NICs
   inNs('ip', ['link', 'set', 'br0', 'up']);
   const dnsmasq = spawnInNs('dnsmasq', ['--no-daemon', '--conf-file=/dev/null', '--port=0', '--interface=br0', '--bind-interfaces',
     '--dhcp-range=10.199.0.10,10.199.0.99,1h', `--dhcp-leasefile=${join(dir, 'leases')}`, '--pid-file']);
@@ -146,16 +158,47 @@ test('a guest on a bridge: DHCP, ping, bulk TCP both ways with matching checksum
     const downMs = Date.now() - t1;
     assert.equal(/[0-9a-f]{32}/.exec(got)?.[0], await source.result);
     process.stderr.write(`vif: ${addr}: ${BULK_MIB} MiB guest→host in ${(upMs / 1000).toFixed(1)} s, host→guest in ${(downMs / 1000).toFixed(1)} s\n`);
+
+    // Hot-plug (xl network-attach / network-detach): a second NIC appears in the running guest (its netfront is loaded: the guest booted with a vif),
+    // on a second subnet of the bridge, and reaches the host through its own TAP device; detached by MAC, it disappears on both sides.
+    const att = pvboxInNs('network-attach', 'vif-a', 'bridge=br0', 'mac=00:16:3e:00:00:0b');
+    assert.equal(att.status, 0, att.stderr);
+    assert.match(inNs('ip', ['-o', 'link', 'show', 'master', 'br0']), /vif\d+\.1: <[^>]*\bUP\b/);
+    assert.equal((await g.sh('i=0; while [ ! -e /sys/class/net/eth1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; cat /sys/class/net/eth1/address')).trim(), '00:16:3e:00:00:0b');
+    assert.match(await g.sh(`ip link set eth1 up; ip addr add 10.199.1.2/24 dev eth1; ping -c 3 -W 5 ${HOST_IP2}`, 60_000), / 0% packet loss/);
+    for (const [args, pattern] of [
+      [['network-attach', 'vif-a', 'bridge=br0, mac=00:16:3e:00:00:0b'], /mac 00:16:3e:00:00:0b is used by vif 1/],
+      [['network-attach', 'vif-a', 'bridge=nosuchbr'], /bridge nosuchbr does not exist/],
+      [['network-attach', 'vif-a', 'bridge=br0, colour=blue'], /unknown key 'colour'/],
+      [['network-attach', 'nosuchguest', 'bridge=br0'], /no running domain 'nosuchguest'/],
+      [['network-detach', 'vif-a', '7'], /no vif '7'/],
+    ] as const) {
+      const r = pvboxInNs(...args);
+      assert.notEqual(r.status, 0, args.join(' '));
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, pattern);
+    }
+    const det = pvboxInNs('network-detach', 'vif-a', '00:16:3E:00:00:0B');
+    assert.equal(det.status, 0, det.stderr);
+    assert.equal((await g.sh('[ -e /sys/class/net/eth1 ] && echo present || echo gone')).trim(), 'gone');
+    assert.doesNotMatch(inNs('ip', ['-o', 'link', 'show']), /vif\d+\.1[:@]/);
+    assert.match(await g.sh(`ping -c 2 -W 5 ${HOST_IP}`, 60_000), / 0% packet loss/);
     g.proc.stdin.write('poweroff -f\n');
     assert.equal(await g.exited, 0);
   } finally { g.kill(); }
 });
 
-test('two guests on the bridge ping each other and move data between them', { timeout: 900_000 }, async () => {
+test('two guests on the bridge (one under pvbox xenstored, with a hot-plugged NIC) ping each other and move data; one is saved and restored and goes on', { timeout: 900_000 }, async () => {
   const img = await ensureDefaultImage();
   const common = ['--kernel', img.kernel, '--ramdisk', img.initrd, '--memory', '256'];
-  const a = new NsGuest([...common, '--name', 'vif-b1', '--vif', 'bridge=br0']);
+  // Guest a joins pvbox xenstored: the daemon runs netback's xenbus half, the domain process the rings and the TAP device.
+  mkdirSync(dirname(XS_SOCKET), { recursive: true });
+  const daemon = spawn(process.execPath, [PVBOX, 'xenstored', '--foreground', '--socket', XS_SOCKET], { stdio: 'ignore' });
+  children.push(daemon);
+  for (let i = 0; i < 100 && !existsSync(join(dirname(XS_SOCKET), 'pvbox-domains')); i++) await new Promise((r) => setTimeout(r, 100));
+  const a = new NsGuest([...common, '--name', 'vif-b1', '--vif', 'bridge=br0'], { XENSTORED_PATH: XS_SOCKET });
   let b: NsGuest | undefined;
+  let restoredB: ConsoleClient | undefined;
   try {
     await a.boot();
     b = new NsGuest([...common, '--name', 'vif-b2', '--vif', 'bridge=br0, vifname=guest2']);
@@ -168,15 +211,44 @@ test('two guests on the bridge ping each other and move data between them', { ti
     await b.sh('ip link set eth0 up; ip addr add 10.199.0.202/24 dev eth0');
     assert.match(await a.sh('ping -c 3 -W 5 10.199.0.202', 60_000), / 0% packet loss/);
     assert.match(await b.sh('ping -c 3 -W 5 10.199.0.201', 60_000), / 0% packet loss/);
-    await b.sh('(nc -l -p 6000 | md5sum > /tmp/sum) & sleep 0');
-    const sent = await a.sh('dd if=/dev/urandom of=/tmp/x bs=1M count=16 2>/dev/null; md5sum /tmp/x; sleep 1; nc 10.199.0.202 6000 < /tmp/x', 600_000);
-    const got = await b.sh('wait; cat /tmp/sum', 600_000);
-    assert.equal(/[0-9a-f]{32}/.exec(got)?.[0], /[0-9a-f]{32}/.exec(sent)?.[0]);
-  } finally { a.kill(); b?.kill(); }
+    const md5 = (text: string) => /[0-9a-f]{32}/.exec(text)?.[0];
+    const sent = md5(await a.sh('dd if=/dev/urandom of=/tmp/x bs=1M count=16 2>/dev/null; md5sum /tmp/x; httpd -p 10.199.0.201:8080 -h /tmp', 600_000));
+    assert.ok(sent);
+    assert.equal(md5(await b.sh('wget -q -O - http://10.199.0.201:8080/x | md5sum', 600_000)), sent);
+
+    // Hot-plug under the daemon: the vif's xenbus device is created in pvbox xenstored's store (device-add over the domain link), the rings in a's process.
+    const att = pvboxInNs('network-attach', 'vif-b1', 'bridge=br0, mac=00:16:3e:00:00:1b');
+    assert.equal(att.status, 0, att.stderr);
+    assert.equal((await a.sh('i=0; while [ ! -e /sys/class/net/eth1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; cat /sys/class/net/eth1/address')).trim(), '00:16:3e:00:00:1b');
+    assert.equal((await a.sh('xenstore-read "$(xenstore-read device/vif/1/backend)/state"')).trim(), '4');
+    assert.match(await a.sh(`ip link set eth1 up; ip addr add 10.199.1.3/24 dev eth1; ping -c 3 -W 5 ${HOST_IP2}`, 60_000), / 0% packet loss/);
+    assert.equal(pvboxInNs('network-detach', 'vif-b1', '1').status, 0);
+    assert.equal((await a.sh('[ -e /sys/class/net/eth1 ] && echo present || echo gone')).trim(), 'gone');
+
+    // xl save / xl restore of guest b: the new domain makes its TAP device again (same vifname, on the bridge), b's netfront reconnects by itself
+    // (netfront_resume), and packets flow both ways again.
+    const saveFile = join(dir, 'b.sav');
+    const saved = pvboxInNs('save', 'vif-b2', saveFile);
+    assert.equal(saved.status, 0, saved.stderr);
+    assert.equal(await b.exited, 4); // pvbox run's status for a suspended (saved) guest
+    const restored = pvboxInNs('restore', saveFile);
+    assert.equal(restored.status, 0, restored.stderr);
+    restoredB = new ConsoleClient('vif-b2', { ...process.env, PVBOX_RUNDIR: runDir });
+    assert.match(inNs('ip', ['-o', 'link', 'show', 'master', 'br0']), /guest2: <[^>]*\bUP\b/);
+    assert.match(await consoleSh(restoredB, 'ping -c 3 -W 5 10.199.0.201', 120_000), / 0% packet loss/);
+    assert.match(await a.sh('ping -c 3 -W 5 10.199.0.202', 60_000), / 0% packet loss/);
+    assert.equal(md5(await consoleSh(restoredB, 'wget -q -O - http://10.199.0.201:8080/x | md5sum', 600_000)), sent);
+    const fromB = md5(await consoleSh(restoredB, 'dd if=/dev/urandom of=/tmp/y bs=1M count=16 2>/dev/null; md5sum /tmp/y; httpd -p 10.199.0.202:8080 -h /tmp', 600_000));
+    assert.equal(md5(await a.sh('wget -q -O - http://10.199.0.202:8080/y | md5sum', 600_000)), fromB);
+  } finally {
+    daemon.kill();
+    a.kill(); b?.kill();
+    if (restoredB) { await restoredB.close(); pvboxInNs('destroy', 'vif-b2'); }
+  }
 });
 
 test('bad vif specs, a missing bridge and a taken interface name: one line each', async () => {
-  const run = (...args: string[]) => spawnSync('ip', ['netns', 'exec', NS, process.execPath, PVBOX, 'run', ...args], { encoding: 'utf8', input: '', timeout: 120_000, env: { ...process.env, PVBOX_RUNDIR: runDir } });
+  const run = (...args: string[]) => spawnSync('ip', ['netns', 'exec', NS, process.execPath, PVBOX, 'run', ...args], { encoding: 'utf8', input: '', timeout: 120_000, env: { ...process.env, PVBOX_RUNDIR: runDir, ...STANDALONE } });
   for (const [spec, pattern] of [
     ['mac=00:16:3e:zz:00:01', /mac '00:16:3e:zz:00:01' is not six hex octets/],
     ['mac=01:16:3e:00:00:01', /multicast/],
@@ -201,7 +273,7 @@ test('bad vif specs, a missing bridge and a taken interface name: one line each'
   assert.equal(taken.stderr.trim().split('\n').length, 1, taken.stderr);
   assert.match(taken.stderr, /vif br0: cannot create the TAP device/);
   // create-bridge=1 makes a missing bridge; the guest then boots (and is powered off at once).
-  const made = spawnSync('ip', ['netns', 'exec', NS, process.execPath, PVBOX, 'run', '--kernel', img.kernel, '--ramdisk', img.initrd, '--vif', 'bridge=newbr, create-bridge=1'], { encoding: 'utf8', input: 'poweroff -f\n', timeout: 300_000, env: { ...process.env, PVBOX_RUNDIR: runDir } });
+  const made = spawnSync('ip', ['netns', 'exec', NS, process.execPath, PVBOX, 'run', '--kernel', img.kernel, '--ramdisk', img.initrd, '--vif', 'bridge=newbr, create-bridge=1'], { encoding: 'utf8', input: 'poweroff -f\n', timeout: 300_000, env: { ...process.env, PVBOX_RUNDIR: runDir, ...STANDALONE } });
   assert.equal(made.status, 0, made.stderr);
   assert.match(inNs('ip', ['-o', 'link', 'show', 'newbr']), /newbr:.*bridge|newbr:/);
   assert.ok(inNs('ls', ['/sys/class/net/newbr/bridge']).length > 0);

@@ -1,16 +1,34 @@
-// A domain's vifs, end to end, for toolstack/create.ts: TAP devices, bridges and scripts before the guest runs (libxl's vif hotplug), the xenbus devices (libxl__device_nic_add's nodes), the netback data plane on the domain thread, and the TAP reader thread.
+// A domain's vifs, end to end, for toolstack/create.ts: TAP devices, bridges and scripts (libxl's vif hotplug), the xenbus devices (libxl__device_nic_add's nodes), the netback data plane on the domain thread, and the TAP reader thread; at boot and while the guest runs (xl network-attach / network-detach).
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
+import { ConfigError, HostError } from '../../errors.js';
 import type { EventChannels } from '../../hypervisor/event_channel.js';
 import type { GrantAccess } from '../../hypervisor/grant_table_backend.js';
 import { backendPath } from '../../xenbus/paths.js';
-import { createDevice } from '../../xenbus/device.js';
+import { createDevice, type NodeValues, type XenbusDevice } from '../../xenbus/device.js';
 import type { XenStore } from '../../xenstore/store.js';
 import { type VifDataplane, type VifRings, VifXenbusBackend } from './backend.js';
 import { NetBack } from './netback.js';
-import { eventfd, runHotplugScript, signalEventfd, TapDevice, TapReaderState, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, type HotplugInfo } from './tap.js';
+import {
+  eventfd, runHotplugScript, signalEventfd, TAP_SLOTS, tapControlBlock, TapDevice, tapFdSlot, TapReaderState, tapStateSlot,
+  TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, type HotplugInfo,
+} from './tap.js';
 import type { TapThreadInit } from './tap-thread.js';
-import { type VifSpec, vifDeviceName } from './vif-spec.js';
+import { parseMac, parseVifSpec, type VifSpec, vifDeviceName } from './vif-spec.js';
+
+/** A vif's xenbus device as the toolstack creates it (the shape of toolstack/domain-link.ts LinkDevice). */
+export interface VifDevice { type: 'vif'; devid: number; frontendNodes: NodeValues; backendNodes: NodeValues }
+
+/** Where vif devices are created and removed: the domain's own store (LocalVifHost) or pvbox xenstored's (toolstack/domain-disks.ts RemoteDeviceHost). */
+export interface VifDeviceHost {
+  /** Create and start the device; an error message, or undefined. */
+  add(device: VifDevice): Promise<string | undefined>;
+  /** Unplug it (the frontend lets go, or a timeout passes) and remove it. */
+  remove(type: 'vif', devid: number): Promise<void>;
+}
+
+/** The answer to network-attach / network-detach (toolstack/control-server.ts ControlReply). */
+export type VifReply = { ok: true; devid: number; mac: string; vifname: string } | { ok: false; error: string };
 
 interface Vif {
   spec: VifSpec;
@@ -22,15 +40,56 @@ interface Vif {
   stats?: NetBack['stats'];
 }
 
+/** libxl__set_xenstore_nic's frontend nodes. */
+export function vifFrontendNodes(spec: VifSpec): NodeValues {
+  return { handle: spec.devid, mac: spec.mac, mtu: spec.mtu };
+}
+
+/** libxl__set_xenstore_nic's backend nodes, plus hotplug-status as the vif-bridge script would leave it. */
+export function vifBackendNodes(spec: VifSpec, tapName: string): NodeValues {
+  return {
+    handle: spec.devid, mac: spec.mac, mtu: spec.mtu, type: 'vif', vifname: tapName, 'hotplug-status': 'connected',
+    ...(spec.bridge ? { bridge: spec.bridge } : {}), ...(spec.script ? { script: spec.script } : {}), ...(spec.ip ? { ip: spec.ip } : {}),
+  };
+}
+
+/** Vif devices in the domain process's own store: the control plane runs here too. */
+export class LocalVifHost implements VifDeviceHost {
+  private readonly devices = new Map<number, XenbusDevice<VifDataplane>>();
+  constructor(private readonly store: XenStore, private readonly frontendDomid: number, private readonly dataplane: VifDataplane,
+    private readonly log: (devid: number, line: string) => void) {}
+
+  async add(d: VifDevice): Promise<string | undefined> {
+    try {
+      const dev = createDevice<VifDataplane>(this.store, { type: 'vif', frontendDomid: this.frontendDomid, devid: d.devid, frontendNodes: d.frontendNodes, backendNodes: d.backendNodes },
+        { log: (l) => this.log(d.devid, l) });
+      dev.start(new VifXenbusBackend(d.devid), this.dataplane);
+      this.devices.set(d.devid, dev);
+      return undefined;
+    } catch (e) { return (e as Error).message; }
+  }
+
+  async remove(_type: 'vif', devid: number): Promise<void> {
+    const dev = this.devices.get(devid);
+    this.devices.delete(devid);
+    if (dev) await dev.unplug();
+  }
+}
+
 export class DomainVifs implements VifDataplane {
   private readonly vifs = new Map<number, Vif>();
   /** The vifs with a connected data plane, for the per-exit poll. */
   private connected: Vif[] = [];
   private thread: Worker | undefined;
   private wakeFd = -1;
-  private control: Int32Array | undefined;
+  /** The TAP reader's control block (tap.ts tapControlBlock). */
+  private readonly control = tapControlBlock();
   private grants: GrantAccess | undefined;
   private evtchn: EventChannels | undefined;
+  private inputBuffer: SharedArrayBuffer | undefined;
+  private host: VifDeviceHost | undefined;
+  /** Devids between network-attach's start and its end (or failure): not free, not yet in `vifs`. */
+  private readonly reserved = new Set<number>();
 
   private constructor(private readonly domid: number, private readonly log: (line: string) => void) {}
 
@@ -42,16 +101,8 @@ export class DomainVifs implements VifDataplane {
     const vifs = new DomainVifs(domid, log);
     try {
       for (const spec of specs) {
-        const name = vifDeviceName(spec, domid);
-        const tap = TapDevice.open(name, spec.mtu);
-        const vif: Vif = { spec, tap };
-        vifs.vifs.set(spec.devid, vif);
-        if (spec.bridge) tap.joinBridge(spec.bridge, spec.createBridge);
-        if (spec.script) {
-          const hotplug: HotplugInfo = { script: spec.script, vif: name, backendPath: backendPath('vif', 0, domid, spec.devid), bridge: spec.bridge, ip: spec.ip, mac: spec.mac, mtu: spec.mtu };
-          runHotplugScript('online', hotplug, log);
-          vif.hotplug = hotplug;
-        }
+        if (spec.devid >= TAP_SLOTS) throw new ConfigError(`vif ${spec.devid}: a domain has at most ${TAP_SLOTS} vifs`);
+        vifs.vifs.set(spec.devid, vifs.openHostSide(spec));
       }
     } catch (e) {
       vifs.close();
@@ -60,39 +111,102 @@ export class DomainVifs implements VifDataplane {
     return vifs;
   }
 
-  get count(): number { return this.vifs.size; }
+  /** The TAP device, its bridge and its script's `online`; undone if a step fails. */
+  private openHostSide(spec: VifSpec): Vif {
+    const name = vifDeviceName(spec, this.domid);
+    const tap = TapDevice.open(name, spec.mtu);
+    const vif: Vif = { spec, tap };
+    try {
+      if (spec.bridge) tap.joinBridge(spec.bridge, spec.createBridge);
+      if (spec.script) {
+        const hotplug: HotplugInfo = { script: spec.script, vif: name, backendPath: backendPath('vif', 0, this.domid, spec.devid), bridge: spec.bridge, ip: spec.ip, mac: spec.mac, mtu: spec.mtu };
+        runHotplugScript('online', hotplug, this.log);
+        vif.hotplug = hotplug;
+      }
+    } catch (e) { tap.close(); throw e; }
+    return vif;
+  }
 
-  /**
-   * The xenbus devices in Domain-0's store (libxl__set_xenstore_nic's nodes) with this object as
-   * their data plane, and the TAP reader thread writing to the domain's input ring.
-   */
-  start(store: XenStore, grants: GrantAccess, evtchn: EventChannels, inputBuffer: SharedArrayBuffer | undefined, trace: (devid: number, line: string) => void): void {
-    if (this.vifs.size === 0) return;
-    if (!inputBuffer) throw new Error('vifs need the domain input ring');
+  /** What the domain's vifs are now (boot vifs and attached ones), for pvbox save. */
+  specs(): VifSpec[] { return [...this.vifs.values()].map((v) => v.spec).sort((a, b) => a.devid - b.devid); }
+
+  /** The guest's memory and event channels, and the input ring the TAP reader thread writes to; before any device connects. */
+  bind(grants: GrantAccess, evtchn: EventChannels, inputBuffer: SharedArrayBuffer | undefined): void {
     this.grants = grants;
     this.evtchn = evtchn;
-    for (const { spec, tap } of this.vifs.values()) {
-      const dev = createDevice<VifDataplane>(store, {
-        type: 'vif', frontendDomid: this.domid, devid: spec.devid,
-        frontendNodes: { handle: spec.devid, mac: spec.mac, mtu: spec.mtu },
-        backendNodes: {
-          handle: spec.devid, mac: spec.mac, mtu: spec.mtu, type: 'vif', vifname: tap.name, 'hotplug-status': 'connected',
-          ...(spec.bridge ? { bridge: spec.bridge } : {}), ...(spec.script ? { script: spec.script } : {}), ...(spec.ip ? { ip: spec.ip } : {}),
-        },
-      }, { log: (l) => trace(spec.devid, l) });
-      dev.start(new VifXenbusBackend(spec.devid), this);
+    this.inputBuffer = inputBuffer;
+  }
+
+  /** The boot vifs as devices to create (the daemon creates them from the 'ready' message, or startDevices does). */
+  bootDevices(): VifDevice[] {
+    return [...this.vifs.values()].map(({ spec, tap }) => ({ type: 'vif', devid: spec.devid, frontendNodes: vifFrontendNodes(spec), backendNodes: vifBackendNodes(spec, tap.name) }));
+  }
+
+  /** From now on devices are created and removed through `host`; with `createBootDevices`, the boot vifs' are created there now. */
+  async setHost(host: VifDeviceHost, createBootDevices: boolean): Promise<void> {
+    this.host = host;
+    if (this.vifs.size) this.startThread();
+    if (!createBootDevices) return;
+    for (const d of this.bootDevices()) {
+      const err = await host.add(d);
+      if (err) throw new HostError(`vif ${d.devid}: ${err}`);
     }
-    const maxDevid = Math.max(...this.vifs.keys());
-    const control = new SharedArrayBuffer(4 * (maxDevid + 2));
-    this.control = new Int32Array(control);
+  }
+
+  /** The TAP reader thread, once the domain has a vif; it then learns of every TAP fd through the control block. */
+  private startThread(): void {
+    if (this.thread) return;
+    if (!this.inputBuffer) throw new Error('vifs need the domain input ring');
     this.wakeFd = eventfd();
-    const init: TapThreadInit = {
-      fds: Array.from({ length: maxDevid + 1 }, (_, i) => this.vifs.get(i)?.tap.fd ?? -1),
-      wakeFd: this.wakeFd, control, input: inputBuffer,
-    };
+    for (const [devid, vif] of this.vifs) Atomics.store(this.control, tapFdSlot(devid), vif.tap.fd);
+    const init: TapThreadInit = { wakeFd: this.wakeFd, control: this.control.buffer as SharedArrayBuffer, input: this.inputBuffer };
     this.thread = new Worker(fileURLToPath(new URL('./tap-thread-entry.mjs', import.meta.url)), { workerData: init });
     this.thread.unref();
     this.thread.on('error', (e) => this.log(`vif: TAP reader thread failed: ${e.message}`));
+  }
+
+  /**
+   * pvbox network-attach (xl network-attach, libxl_device_nic_add): the spec gets the next devid
+   * (libxl__device_nextid: one past the highest in use), its TAP device, bridge and script are set
+   * up, then the xenbus device is created and the guest's netfront finds it.
+   */
+  async attachNew(specText: unknown): Promise<VifReply> {
+    if (typeof specText !== 'string') return { ok: false, error: 'network-attach needs a vif spec' };
+    if (!this.host) return { ok: false, error: 'the domain is not ready for devices yet' };
+    const used = [...this.vifs.keys(), ...this.reserved];
+    let devid = used.length ? Math.max(...used) + 1 : 0;
+    if (devid >= TAP_SLOTS) devid = Array.from({ length: TAP_SLOTS }, (_, i) => i).find((i) => !used.includes(i)) ?? TAP_SLOTS;
+    if (devid >= TAP_SLOTS) return { ok: false, error: `the domain has ${TAP_SLOTS} vifs already` };
+    let spec: VifSpec;
+    try { spec = parseVifSpec(specText, devid); } catch (e) { return { ok: false, error: (e as Error).message }; }
+    for (const v of this.vifs.values()) {
+      if (v.spec.mac === spec.mac) return { ok: false, error: `mac ${spec.mac} is used by vif ${v.spec.devid}` };
+      if (spec.vifname !== undefined && v.tap.name === spec.vifname) return { ok: false, error: `vifname ${spec.vifname} is used by vif ${v.spec.devid}` };
+    }
+    this.reserved.add(devid);
+    try {
+      let vif: Vif;
+      try { vif = this.openHostSide(spec); } catch (e) { return { ok: false, error: (e as Error).message }; }
+      this.vifs.set(devid, vif);
+      this.startThread();
+      Atomics.store(this.control, tapStateSlot(devid), TapReaderState.DISARMED);
+      Atomics.store(this.control, tapFdSlot(devid), vif.tap.fd);
+      const err = await this.host.add({ type: 'vif', devid, frontendNodes: vifFrontendNodes(spec), backendNodes: vifBackendNodes(spec, vif.tap.name) });
+      if (err) { this.closeVif(devid); return { ok: false, error: `vif ${devid}: ${err}` }; }
+      return { ok: true, devid, mac: spec.mac, vifname: vif.tap.name };
+    } finally { this.reserved.delete(devid); }
+  }
+
+  /** pvbox network-detach <devid|mac> (xl network-detach): unplug the device (netfront closes), then remove the TAP device and run the script's `offline`. */
+  async detachOne(target: unknown): Promise<VifReply> {
+    const text = String(target ?? '');
+    const mac = parseMac(text);
+    const vif = [...this.vifs.values()].find((v) => (/^[0-9]+$/.test(text) && v.spec.devid === Number(text)) || (mac && parseMac(v.spec.mac)!.every((b, i) => b === mac[i])));
+    if (!vif) return { ok: false, error: `no vif '${text}' (a devid or a MAC)` };
+    const { devid } = vif.spec;
+    await this.host?.remove('vif', devid);
+    this.closeVif(devid);
+    return { ok: true, devid, mac: vif.spec.mac, vifname: vif.tap.name };
   }
 
   /**
@@ -105,8 +219,8 @@ export class DomainVifs implements VifDataplane {
     const ctl = this.control;
     for (const vif of this.connected) {
       const { nb } = vif.conn!;
-      const at = 1 + vif.spec.devid;
-      if (ctl && Atomics.load(ctl, at) === TapReaderState.READABLE
+      const at = tapStateSlot(vif.spec.devid);
+      if (Atomics.load(ctl, at) === TapReaderState.READABLE
         && Atomics.compareExchange(ctl, at, TapReaderState.READABLE, TapReaderState.DISARMED) === TapReaderState.READABLE) {
         Atomics.notify(ctl, at); // the reader thread stops waiting for us
         nb.onHostReadable();
@@ -160,7 +274,8 @@ export class DomainVifs implements VifDataplane {
   detach(devid: number): void {
     const vif = this.vifs.get(devid);
     if (!vif?.conn) return;
-    if (this.control) { Atomics.store(this.control, 1 + devid, TapReaderState.DISARMED); Atomics.notify(this.control, 1 + devid); }
+    Atomics.store(this.control, tapStateSlot(devid), TapReaderState.DISARMED);
+    Atomics.notify(this.control, tapStateSlot(devid));
     this.evtchn?.disconnectHost(vif.conn.port);
     for (const h of vif.conn.handles) this.grants?.unmap(h);
     vif.conn = undefined;
@@ -174,19 +289,28 @@ export class DomainVifs implements VifDataplane {
 
   /** Stop the reader thread, disconnect, run scripts with `offline`, close the TAP devices (which removes them). Idempotent. */
   close(): void {
-    if (this.control) { Atomics.store(this.control, 0, 1); signalEventfd(this.wakeFd); }
+    Atomics.store(this.control, 0, 1);
+    if (this.wakeFd >= 0) signalEventfd(this.wakeFd);
     void this.thread?.terminate();
     this.thread = undefined;
-    for (const [devid, vif] of this.vifs) {
-      this.detach(devid);
-      if (vif.hotplug) runHotplugScript('offline', vif.hotplug, this.log);
-      vif.tap.close();
-    }
-    this.vifs.clear();
+    for (const devid of [...this.vifs.keys()]) this.closeVif(devid);
+  }
+
+  /** One vif's data plane and host side: the reader forgets its fd before it is closed. */
+  private closeVif(devid: number): void {
+    const vif = this.vifs.get(devid);
+    if (!vif) return;
+    this.detach(devid);
+    Atomics.store(this.control, tapStateSlot(devid), TapReaderState.DISARMED);
+    Atomics.store(this.control, tapFdSlot(devid), -1);
+    if (this.wakeFd >= 0) signalEventfd(this.wakeFd);
+    if (vif.hotplug) runHotplugScript('offline', vif.hotplug, this.log);
+    vif.tap.close();
+    this.vifs.delete(devid);
   }
 
   private arm(devid: number): void {
-    if (!this.control || Atomics.compareExchange(this.control, 1 + devid, TapReaderState.DISARMED, TapReaderState.ARMED) !== TapReaderState.DISARMED) return;
-    signalEventfd(this.wakeFd);
+    if (Atomics.compareExchange(this.control, tapStateSlot(devid), TapReaderState.DISARMED, TapReaderState.ARMED) !== TapReaderState.DISARMED) return;
+    if (this.wakeFd >= 0) signalEventfd(this.wakeFd);
   }
 }

@@ -6,11 +6,21 @@ import type { RxFeatures } from './netback.js';
 /** What one connected vif needs from the data plane: its two rings, its port, and what the frontend can take. */
 export interface VifRings { txRef: number; rxRef: number; port: number; features: RxFeatures }
 
-/** Attach/detach a vif's rings by devid (the control plane may one day be remote, as for consoles). */
+/** Attach/detach a vif's rings by devid: DomainVifs in the domain process, or a stand-in in pvbox xenstored that asks it over the domain link (toolstack/domain-link.ts). */
 export interface VifDataplane {
   /** Start serving `devid`; an error message for the frontend's error node, or undefined. */
   attach(devid: number, rings: VifRings): string | undefined | Promise<string | undefined>;
   detach(devid: number): void;
+}
+
+const u32 = (x: unknown): x is number => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0xffffffff;
+
+/** A vif's rings as they crossed the domain link ({txRef, rxRef, port, features}), checked; undefined if malformed. */
+export function checkVifRings(m: { txRef?: unknown; rxRef?: unknown; port?: unknown; features?: unknown }): VifRings | undefined {
+  const f = m.features as Record<string, unknown> | undefined;
+  if (!u32(m.txRef) || !u32(m.rxRef) || !u32(m.port) || typeof f !== 'object' || f === null) return undefined;
+  const flag = (k: keyof RxFeatures) => f[k] === true;
+  return { txRef: m.txRef, rxRef: m.rxRef, port: m.port, features: { sg: flag('sg'), gsoTcpv4: flag('gsoTcpv4'), gsoTcpv6: flag('gsoTcpv6'), csumBlank: flag('csumBlank') } };
 }
 
 /**

@@ -8,15 +8,13 @@
 // frames queue in the host kernel (and are dropped there when its queue is full), as with netback.
 import { workerData } from 'node:worker_threads';
 import { INPUT_NET, InputRingWriter } from '../../vcpu/worker-protocol.js';
-import { POLLERR, POLLHUP, POLLIN, poll, TapReaderState } from './tap.js';
+import { POLLERR, POLLHUP, POLLIN, poll, TAP_SLOTS, TapReaderState, tapFdSlot, tapStateSlot } from './tap.js';
 import { readSync } from 'node:fs';
 
 export interface TapThreadInit {
-  /** TAP fds by vif index (devid); -1 for none. */
-  fds: number[];
-  /** Woken by the domain thread when it arms a vif or stops the thread. */
+  /** Woken by the domain thread when it arms, adds or removes a vif, or stops the thread. */
   wakeFd: number;
-  /** Int32[0]: stop; Int32[1 + i]: vif i's TapReaderState. */
+  /** The control block (tap.ts tapControlBlock): stop flag, each vif's TapReaderState and TAP fd. */
   control: SharedArrayBuffer;
   input: SharedArrayBuffer;
 }
@@ -34,14 +32,17 @@ const ctl = new Int32Array(init.control);
 const writer = new InputRingWriter(init.input);
 const STOP = 0;
 const POLL_TIMEOUT_MS = 1000;
-const pollfds = Buffer.alloc(8 * (init.fds.length + 1));
+const pollfds = Buffer.alloc(8 * (TAP_SLOTS + 1));
 const drain = new Uint8Array(8);
 
+// A vif removed while its fd is in poll(): the domain thread disarms it before closing the fd, so
+// whatever poll() then reports for that number fails the ARMED → READABLE exchange below.
 while (Atomics.load(ctl, STOP) === 0) {
   const order: number[] = [];
   pollfds.writeInt32LE(init.wakeFd, 0); pollfds.writeInt16LE(POLLIN, 4); pollfds.writeInt16LE(0, 6);
-  for (const [i, fd] of init.fds.entries()) {
-    if (fd < 0 || Atomics.load(ctl, 1 + i) !== TapReaderState.ARMED) continue;
+  for (let i = 0; i < TAP_SLOTS; i++) {
+    const fd = Atomics.load(ctl, tapFdSlot(i));
+    if (fd < 0 || Atomics.load(ctl, tapStateSlot(i)) !== TapReaderState.ARMED) continue;
     const o = 8 * (order.length + 1);
     pollfds.writeInt32LE(fd, o); pollfds.writeInt16LE(POLLIN, o + 4); pollfds.writeInt16LE(0, o + 6);
     order.push(i);
@@ -52,13 +53,14 @@ while (Atomics.load(ctl, STOP) === 0) {
   if (pollfds.readInt16LE(6) & POLLIN) { try { readSync(init.wakeFd, drain); } catch { /* EAGAIN: drained already */ } }
   for (const [k, i] of order.entries()) {
     if (!(pollfds.readInt16LE(8 * (k + 1) + 6) & (POLLIN | POLLERR | POLLHUP))) continue;
-    if (Atomics.compareExchange(ctl, 1 + i, TapReaderState.ARMED, TapReaderState.READABLE) !== TapReaderState.ARMED) continue;
-    Atomics.wait(ctl, 1 + i, TapReaderState.READABLE, RX_COALESCE_MS);
+    const at = tapStateSlot(i);
+    if (Atomics.compareExchange(ctl, at, TapReaderState.ARMED, TapReaderState.READABLE) !== TapReaderState.ARMED) continue;
+    Atomics.wait(ctl, at, TapReaderState.READABLE, RX_COALESCE_MS);
     // Taken by the domain thread meanwhile (it set DISARMED): nothing to send.
-    if (Atomics.compareExchange(ctl, 1 + i, TapReaderState.READABLE, TapReaderState.DISARMED) !== TapReaderState.READABLE) continue;
+    if (Atomics.compareExchange(ctl, at, TapReaderState.READABLE, TapReaderState.DISARMED) !== TapReaderState.READABLE) continue;
     if (!writer.push(INPUT_NET, Uint8Array.of(i))) {
       // The input ring is full (the domain is not reading it): leave the vif armed and look again shortly.
-      Atomics.store(ctl, 1 + i, TapReaderState.ARMED);
+      Atomics.store(ctl, at, TapReaderState.ARMED);
       Atomics.wait(ctl, STOP, 0, 10);
     }
   }

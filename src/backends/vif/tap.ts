@@ -30,6 +30,20 @@ const EFD_NONBLOCK = 0o4000, EFD_CLOEXEC = 0o2000000;
  */
 export const TapReaderState = { DISARMED: 0, ARMED: 1, READABLE: 2 } as const;
 
+/**
+ * The TAP reader's shared control block (Int32 slots): [0] stop, [1 + devid] that vif's
+ * TapReaderState, [1 + TAP_SLOTS + devid] its TAP fd (-1: none). The fds live here rather than in
+ * the thread's start data so that vifs can come and go while the domain runs (network-attach).
+ */
+export const TAP_SLOTS = 32;
+export const tapStateSlot = (devid: number): number => 1 + devid;
+export const tapFdSlot = (devid: number): number => 1 + TAP_SLOTS + devid;
+export function tapControlBlock(): Int32Array {
+  const ctl = new Int32Array(new SharedArrayBuffer(4 * (1 + 2 * TAP_SLOTS)));
+  for (let i = 0; i < TAP_SLOTS; i++) ctl[tapFdSlot(i)] = -1;
+  return ctl;
+}
+
 const errnoText = () => { const e = koffi.errno(); return `${strerror(e)} (errno ${e})`; };
 
 /** A non-blocking eventfd: the domain thread writes it to wake the TAP reader thread out of poll(). */

@@ -25,9 +25,14 @@ export function checkVifRings(m: { txRef?: unknown; rxRef?: unknown; port?: unkn
 
 /**
  * What pvbox's netback offers (netback_probe's writes; absent keys mean "not supported"):
- * scatter-gather, TSO for IPv4 and IPv6, IPv6 checksum offload, the copying rx path. Not offered
- * yet: multi-queue-max-queues (one queue: netfront then writes flat keys), feature-split-event-channels,
- * feature-multicast-control, feature-ctrl-ring, feature-xdp-headroom.
+ * scatter-gather, TSO for IPv4 and IPv6, IPv6 checksum offload, the copying rx path. Not offered:
+ * - multi-queue-max-queues: netfront uses min(this, xennet_max_queues = its online CPUs) queues
+ *   (talk_to_netback), and a pvbox guest has one vCPU, so it would take one queue and write the
+ *   flat keys anyway; worth offering together with more vCPUs.
+ * - feature-split-event-channels: separate tx and rx ports (setup_netfront_split). On pvbox every
+ *   notification is a VM exit, and one shared port lets a single notification carry tx
+ *   completions and rx frames together (NetBack batches them so), so splitting would add exits.
+ * - feature-multicast-control, feature-ctrl-ring, feature-xdp-headroom.
  */
 export const NETBACK_FEATURES: NodeValues = {
   'feature-sg': 1,

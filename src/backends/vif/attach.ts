@@ -88,8 +88,6 @@ export class DomainVifs implements VifDataplane {
   private evtchn: EventChannels | undefined;
   private inputBuffer: SharedArrayBuffer | undefined;
   private host: VifDeviceHost | undefined;
-  /** Devids between network-attach's start and its end (or failure): not free, not yet in `vifs`. */
-  private readonly reserved = new Set<number>();
 
   private constructor(private readonly domid: number, private readonly log: (line: string) => void) {}
 
@@ -172,8 +170,8 @@ export class DomainVifs implements VifDataplane {
    */
   async attachNew(specText: unknown): Promise<VifReply> {
     if (typeof specText !== 'string') return { ok: false, error: 'network-attach needs a vif spec' };
-    if (!this.host) return { ok: false, error: 'the domain is not ready for devices yet' };
-    const used = [...this.vifs.keys(), ...this.reserved];
+    if (!this.host || !this.inputBuffer) return { ok: false, error: 'the domain is not ready for devices yet' };
+    const used = [...this.vifs.keys()];
     let devid = used.length ? Math.max(...used) + 1 : 0;
     if (devid >= TAP_SLOTS) devid = Array.from({ length: TAP_SLOTS }, (_, i) => i).find((i) => !used.includes(i)) ?? TAP_SLOTS;
     if (devid >= TAP_SLOTS) return { ok: false, error: `the domain has ${TAP_SLOTS} vifs already` };
@@ -183,18 +181,16 @@ export class DomainVifs implements VifDataplane {
       if (v.spec.mac === spec.mac) return { ok: false, error: `mac ${spec.mac} is used by vif ${v.spec.devid}` };
       if (spec.vifname !== undefined && v.tap.name === spec.vifname) return { ok: false, error: `vifname ${spec.vifname} is used by vif ${v.spec.devid}` };
     }
-    this.reserved.add(devid);
-    try {
-      let vif: Vif;
-      try { vif = this.openHostSide(spec); } catch (e) { return { ok: false, error: (e as Error).message }; }
-      this.vifs.set(devid, vif);
-      this.startThread();
-      Atomics.store(this.control, tapStateSlot(devid), TapReaderState.DISARMED);
-      Atomics.store(this.control, tapFdSlot(devid), vif.tap.fd);
-      const err = await this.host.add({ type: 'vif', devid, frontendNodes: vifFrontendNodes(spec), backendNodes: vifBackendNodes(spec, vif.tap.name) });
-      if (err) { this.closeVif(devid); return { ok: false, error: `vif ${devid}: ${err}` }; }
-      return { ok: true, devid, mac: spec.mac, vifname: vif.tap.name };
-    } finally { this.reserved.delete(devid); }
+    let vif: Vif;
+    try { vif = this.openHostSide(spec); } catch (e) { return { ok: false, error: (e as Error).message }; }
+    // Taken before the first await, so a concurrent network-attach picks another devid.
+    this.vifs.set(devid, vif);
+    this.startThread();
+    Atomics.store(this.control, tapStateSlot(devid), TapReaderState.DISARMED);
+    Atomics.store(this.control, tapFdSlot(devid), vif.tap.fd);
+    const err = await this.host.add({ type: 'vif', devid, frontendNodes: vifFrontendNodes(spec), backendNodes: vifBackendNodes(spec, vif.tap.name) });
+    if (err) { this.closeVif(devid); return { ok: false, error: `vif ${devid}: ${err}` }; }
+    return { ok: true, devid, mac: spec.mac, vifname: vif.tap.name };
   }
 
   /** pvbox network-detach <devid|mac> (xl network-detach): unplug the device (netfront closes), then remove the TAP device and run the script's `offline`. */

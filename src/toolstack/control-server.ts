@@ -70,14 +70,13 @@ export class ControlServer {
   }
 }
 
-/** Send one request to a running domain (by name or id) and wait for its answer. */
-export function controlRequest(target: string, req: ControlRequest, timeoutMs = 60_000): Promise<ControlReply> {
-  const path = findControlSocket(target);
-  if (!path) return Promise.reject(new UsageError(`no running domain '${target}'`));
+/** One JSON request on a JSON-lines socket and its one-line answer; the errors name who did not answer. */
+export function jsonLineRequest(path: string, req: object, timeoutMs: number,
+  errors: { timeout: () => Error; malformed: () => Error; unreachable: (code: string) => Error }): Promise<ControlReply> {
   return new Promise((resolve, reject) => {
     const s = createConnection(path);
     let buf = '';
-    const timer = setTimeout(() => { s.destroy(); reject(new HostError(`domain '${target}' did not answer within ${timeoutMs / 1000} s`)); }, timeoutMs);
+    const timer = setTimeout(() => { s.destroy(); reject(errors.timeout()); }, timeoutMs);
     s.setEncoding('utf8');
     s.on('connect', () => s.write(`${JSON.stringify(req)}\n`));
     s.on('data', (c: string) => {
@@ -86,8 +85,19 @@ export function controlRequest(target: string, req: ControlRequest, timeoutMs = 
       if (nl < 0) return;
       clearTimeout(timer);
       s.end();
-      try { resolve(JSON.parse(buf.slice(0, nl))); } catch { reject(new HostError(`domain '${target}' sent a malformed answer`)); }
+      try { resolve(JSON.parse(buf.slice(0, nl))); } catch { reject(errors.malformed()); }
     });
-    s.on('error', (e) => { clearTimeout(timer); reject(new UsageError(`no running domain '${target}' (${(e as NodeJS.ErrnoException).code ?? e.message})`)); });
+    s.on('error', (e) => { clearTimeout(timer); reject(errors.unreachable((e as NodeJS.ErrnoException).code ?? e.message)); });
+  });
+}
+
+/** Send one request to a running domain (by name or id) and wait for its answer. */
+export function controlRequest(target: string, req: ControlRequest, timeoutMs = 60_000): Promise<ControlReply> {
+  const path = findControlSocket(target);
+  if (!path) return Promise.reject(new UsageError(`no running domain '${target}'`));
+  return jsonLineRequest(path, req, timeoutMs, {
+    timeout: () => new HostError(`domain '${target}' did not answer within ${timeoutMs / 1000} s`),
+    malformed: () => new HostError(`domain '${target}' sent a malformed answer`),
+    unreachable: (code) => new UsageError(`no running domain '${target}' (${code})`),
   });
 }

@@ -1,12 +1,12 @@
 // `pvbox daemon`: the management API (Unix socket, one JSON object per line each way) over the domain registry — list, create from an xl.cfg, and every per-domain verb forwarded to that domain's process. It holds no state of its own (the guests describe themselves in the run directory), so a restarted daemon sees every running guest again (the role of xapi/libvirtd beside xl's per-domain processes).
 import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, unlinkSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HostError } from '../errors.js';
 import { runDir, socketIsLive } from './console-server.js';
-import { controlRequest, type ControlReply, serveJsonLines } from './control-server.js';
+import { controlRequest, type ControlReply, jsonLineRequest, serveJsonLines } from './control-server.js';
 import { spawnDomainProcess } from './domain-process.js';
 import { findDomain, listDomains, logDir } from './registry.js';
 import { readXlConfigFile } from './xl-cfg.js';
@@ -80,20 +80,9 @@ export async function ensureDaemon(path = daemonSocketPath()): Promise<void> {
 
 /** One request to the daemon; a daemon that is not running is a one-line error. */
 export function daemonRequest(req: Request, path = daemonSocketPath(), timeoutMs = 120_000): Promise<ControlReply> {
-  return new Promise((resolve, reject) => {
-    const s = createConnection(path);
-    let buf = '';
-    const timer = setTimeout(() => { s.destroy(); reject(new HostError(`the pvbox daemon did not answer within ${timeoutMs / 1000} s`)); }, timeoutMs);
-    s.setEncoding('utf8');
-    s.on('connect', () => s.write(`${JSON.stringify(req)}\n`));
-    s.on('data', (c: string) => {
-      buf += c;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      s.end();
-      try { resolve(JSON.parse(buf.slice(0, nl))); } catch { reject(new HostError('the pvbox daemon sent a malformed answer')); }
-    });
-    s.on('error', (e) => { clearTimeout(timer); reject(new HostError(`the pvbox daemon is not running (${path}: ${(e as NodeJS.ErrnoException).code ?? e.message}); start it with 'pvbox daemon'`)); });
+  return jsonLineRequest(path, req, timeoutMs, {
+    timeout: () => new HostError(`the pvbox daemon did not answer within ${timeoutMs / 1000} s`),
+    malformed: () => new HostError('the pvbox daemon sent a malformed answer'),
+    unreachable: (code) => new HostError(`the pvbox daemon is not running (${path}: ${code}); start it with 'pvbox daemon'`),
   });
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ensureHostCommands } from '../../src/images/host-packages.js';
 import { listDomains } from '../../src/toolstack/registry.js';
-import { ConsoleClient, PVBOX } from './harness.js';
+import { ConsoleClient, consoleSh, PVBOX } from './harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pvbox-install-'));
 const env = { ...process.env, PVBOX_RUNDIR: join(dir, 'run'), PVBOX_IMAGEDIR: join(dir, 'images'), PVBOX_CONFDIR: join(dir, 'conf') };
@@ -37,18 +37,7 @@ const row = (name: string) => ok(['list']).split('\n').find((l) => l.startsWith(
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 const entries = (d: string) => (existsSync(d) ? readdirSync(d) : []);
 
-/** A command typed into an attached console; its output between markers at line starts (so the echoed command line does not match). */
-async function sh(c: ConsoleClient, cmd: string, timeoutMs = 120_000): Promise<string> {
-  const tag = `M${Math.random().toString(36).slice(2, 8)}`;
-  const from = c.seen.length;
-  c.proc.stdin.write(`echo ${tag}-B; ${cmd}; echo ${tag}-E\n`);
-  const re = new RegExp(`(?<=\\n)${tag}-B\\r?\\n([\\s\\S]*?)(?<=\\n)${tag}-E\\r?\\n`);
-  for (const end = Date.now() + timeoutMs; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
-    const m = re.exec(c.seen.slice(from));
-    if (m) return m[1]!.replace(/\r/g, '');
-  }
-  throw new Error(`no answer to ${cmd}: ${c.seen.slice(-1500)}`);
-}
+const sh = (c: ConsoleClient, cmd: string, timeoutMs = 120_000) => consoleSh(c, cmd, timeoutMs);
 
 /** Attaches to the guest's console and waits for the autologin shell of the installed system. */
 async function shell(name: string): Promise<ConsoleClient> {

@@ -431,6 +431,15 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   } catch (e) {
     d.crash(`pvbox internal error: ${(e as Error).stack ?? e}`);
   }
+  // Device counters for --stats, before the devices go.
+  const dev = trace.counters.devices;
+  for (const { vdev, queues } of disks.dataplane?.stats() ?? []) {
+    for (const [q, s] of queues.entries()) for (const [k, n] of Object.entries(s)) dev.set(`${vdev}${queues.length > 1 ? ` q${q}` : ''} ${k}`, n);
+  }
+  for (const { name, queues, writeErrors } of vifs.stats()) {
+    for (const [q, s] of queues.entries()) for (const [k, n] of Object.entries(s)) dev.set(`${name}${queues.length > 1 ? ` q${q}` : ''} ${k}`, n);
+    if (writeErrors) dev.set(`${name} tapWriteErrors`, writeErrors);
+  }
   // Outstanding disk I/O finishes, images are flushed and unlocked before the process reports the end.
   await disks.shutdown();
   savedReply?.();

@@ -60,7 +60,7 @@ export interface LinkReady extends Omit<DomainNodeInfo, 'domid' | 'name'> { op: 
  * (control plane) and asks the domain process to attach or detach its rings (data plane):
  * daemon → domain {op:'attach', type, devid, ...rings} answered by {op:'attached', type, devid,
  * error?}; daemon → domain {op:'detach', type, devid}. Rings are {ringRef, port} for a console,
- * {queues, persistent} for a vbd (backends/vbd/dataplane.ts VbdAttach), {txRef, rxRef, port, features}
+ * {queues, persistent} for a vbd (backends/vbd/dataplane.ts VbdAttach), {queues: [{txRef, rxRef, port}], features}
  * for a vif (backends/vif/backend.ts VifRings).
  */
 const MAX_CONSOLES = 8;

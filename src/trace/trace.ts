@@ -4,11 +4,13 @@ export interface Counters {
   hypercalls: Map<string, number>;
   traps: Map<string, number>;
   unimplemented: Map<string, number>;
+  /** Backend counters at the end of the run ("vif1.0 q0 rx packets"), in the order devices reported them. */
+  devices: Map<string, number>;
 }
 
 export class Trace {
   enabled: boolean;
-  readonly counters: Counters = { exits: new Map(), hypercalls: new Map(), traps: new Map(), unimplemented: new Map() };
+  readonly counters: Counters = { exits: new Map(), hypercalls: new Map(), traps: new Map(), unimplemented: new Map(), devices: new Map() };
   private readonly out: (line: string) => void;
   private rateLimit = new Map<string, number>();
   constructor(enabled: boolean, out: (line: string) => void) { this.enabled = enabled; this.out = out; }
@@ -26,10 +28,13 @@ export class Trace {
 export const hex = (v: bigint | number): string => `0x${(typeof v === 'bigint' ? BigInt.asUintN(64, v) : v).toString(16)}`;
 
 export function formatCounters(c: Counters): string {
-  const section = (title: string, m: Map<string, number>) => {
+  const section = (title: string, m: Map<string, number>, sorted = true) => {
     if (m.size === 0) return '';
-    const rows = [...m.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `  ${k.padEnd(32)} ${v}`);
+    const entries = [...m.entries()];
+    if (sorted) entries.sort((a, b) => b[1] - a[1]);
+    const rows = entries.map(([k, v]) => `  ${k.padEnd(32)} ${v}`);
     return `${title}:\n${rows.join('\n')}\n`;
   };
-  return section('exits by reason', c.exits) + section('hypercalls by number', c.hypercalls) + section('traps by vector', c.traps) + section('unimplemented', c.unimplemented);
+  return section('exits by reason', c.exits) + section('hypercalls by number', c.hypercalls) + section('traps by vector', c.traps) + section('unimplemented', c.unimplemented)
+    + section('devices', c.devices, false);
 }

@@ -1,4 +1,4 @@
-// src/backends/vif/netback.ts: a test playing xen-netfront against pvbox's netback over real grant entries in fake guest memory. Packets cross both rings with
+// src/backends/vif/netback.ts and backend.ts: a test playing xen-netfront against pvbox's netback over real grant entries in fake guest memory. Packets cross both rings with
 // their offloads translated to and from virtio_net_hdr; malformed tx requests (slots crossing their page, too many slots, bad grants, sizes that do not add
 // up, bad extras) get NETIF_RSP_ERROR for every slot of that packet and the next packet still goes through; rx waits for buffers and survives a bad one.
 import assert from 'node:assert/strict';
@@ -9,8 +9,9 @@ import {
   NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETRXF_csum_blank, NETRXF_data_validated, NETRXF_extra_info, NETRXF_more_data,
   NETTXF_csum_blank, NETTXF_extra_info, NETTXF_more_data, XEN_NETIF_EXTRA_TYPE_GSO, XEN_NETIF_GSO_TYPE_TCPV4,
 } from '../../src/abi/io/netif.js';
+import { checkVifRings, NETBACK_FEATURES, type VifDataplane, type VifRings, VifXenbusBackend } from '../../src/backends/vif/backend.js';
 import {
-  NET_RX_RING_SIZE, NET_TX_RING_SIZE, NetBack, type NetHost, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
+  NETBACK_MAX_QUEUES, NET_RX_RING_SIZE, NET_TX_RING_SIZE, NetBack, type NetHost, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
   VNET_HDR_LEN, checksumOffsets,
 } from '../../src/backends/vif/netback.js';
 import { Domain } from '../../src/hypervisor/domain.js';
@@ -19,6 +20,7 @@ import { GrantAccess } from '../../src/hypervisor/grant_table_backend.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
 import { planMemory } from '../../src/monitor/layout.js';
 import { Trace } from '../../src/trace/trace.js';
+import type { FrontendInfo, XenbusDeviceHandle } from '../../src/xenbus/device.js';
 
 const PAGE = 4096;
 const TX_RING_FRAME = 0x40, RX_RING_FRAME = 0x41;
@@ -408,5 +410,60 @@ describe('checksumOffsets (skb_checksum_setup)', () => {
     assert.deepEqual(checksumOffsets(v6, 0, 120), { start: 62, offset: 16, l4Header: 20 });
     const vlan = new Uint8Array(90); vlan[12] = 0x81; vlan[13] = 0; vlan[16] = 8; vlan[17] = 0; vlan[18] = 0x45; vlan[27] = 17;
     assert.deepEqual(checksumOffsets(vlan, 0, 90), { start: 38, offset: 6, l4Header: 8 });
+  });
+});
+
+describe('VifXenbusBackend.connect: the keys netfront writes (talk_to_netback)', () => {
+  /** A connect with these frontend nodes; what it attached, or the error it threw. */
+  async function connectWith(nodes: Record<string, string>): Promise<VifRings | Error> {
+    const device = {
+      readFrontend: (k: string) => nodes[k],
+      readFrontendFeature: (k: string, dflt: number) => (nodes[k] === undefined ? dflt : Number(nodes[k])),
+    } as unknown as XenbusDeviceHandle;
+    let got: VifRings | undefined;
+    const io: VifDataplane = { attach: (_devid, rings) => { got = rings; return undefined; }, detach: () => {} };
+    try {
+      await new VifXenbusBackend(0).connect({ device } as unknown as FrontendInfo, io);
+    } catch (e) { return e as Error; }
+    return got!;
+  }
+  const COMMON = { 'request-rx-copy': '1', 'feature-rx-notify': '1', 'feature-sg': '1', 'feature-gso-tcpv4': '1' };
+
+  it('one queue: the flat keys', async () => {
+    const r = await connectWith({ ...COMMON, 'tx-ring-ref': '8', 'rx-ring-ref': '9', 'event-channel': '5' });
+    assert.deepEqual(r, { queues: [{ txRef: 8, rxRef: 9, port: 5 }], features: { sg: true, gsoTcpv4: true, gsoTcpv6: false, csumBlank: true } });
+  });
+
+  it('several queues: multi-queue-num-queues and a queue-N directory each', async () => {
+    const nodes: Record<string, string> = { ...COMMON, 'multi-queue-num-queues': '3' };
+    for (let q = 0; q < 3; q++) Object.assign(nodes, { [`queue-${q}/tx-ring-ref`]: String(10 + q), [`queue-${q}/rx-ring-ref`]: String(20 + q), [`queue-${q}/event-channel`]: String(30 + q) });
+    const r = await connectWith(nodes);
+    assert.ok(!(r instanceof Error), String(r));
+    assert.deepEqual(r.queues, [{ txRef: 10, rxRef: 20, port: 30 }, { txRef: 11, rxRef: 21, port: 31 }, { txRef: 12, rxRef: 22, port: 32 }]);
+    assert.equal(NETBACK_FEATURES['multi-queue-max-queues'], NETBACK_MAX_QUEUES);
+  });
+
+  it('refuses a queue count it did not offer, a missing queue key and split event channels', async () => {
+    for (const [nodes, pattern] of [
+      [{ ...COMMON, 'multi-queue-num-queues': '0' }, /multi-queue-num-queues 0 is not 1\.\.4/],
+      [{ ...COMMON, 'multi-queue-num-queues': String(NETBACK_MAX_QUEUES + 1) }, /is not 1\.\.4/],
+      [{ ...COMMON, 'multi-queue-num-queues': '2', 'queue-0/tx-ring-ref': '1', 'queue-0/rx-ring-ref': '2', 'queue-0/event-channel': '3' }, /queue-1\/tx-ring-ref/],
+      [{ ...COMMON, 'tx-ring-ref': '8', 'rx-ring-ref': '9', 'event-channel-tx': '5', 'event-channel-rx': '6' }, /split event channels/],
+      [{ 'tx-ring-ref': '8', 'rx-ring-ref': '9', 'event-channel': '5' }, /request-rx-copy/],
+    ] as const) {
+      const r = await connectWith(nodes);
+      assert.ok(r instanceof Error, JSON.stringify(nodes));
+      assert.match(r.message, pattern);
+    }
+  });
+
+  it('checkVifRings: the rings as they cross the domain link, checked again', () => {
+    const features = { sg: true, gsoTcpv4: false, gsoTcpv6: false, csumBlank: true };
+    assert.deepEqual(checkVifRings({ queues: [{ txRef: 1, rxRef: 2, port: 3 }], features }), { queues: [{ txRef: 1, rxRef: 2, port: 3 }], features });
+    for (const bad of [
+      { queues: [], features }, { queues: Array(NETBACK_MAX_QUEUES + 1).fill({ txRef: 1, rxRef: 2, port: 3 }), features },
+      { queues: [{ txRef: -1, rxRef: 2, port: 3 }], features }, { queues: [{ txRef: 1, rxRef: 2 }], features }, { queues: [null], features },
+      { txRef: 1, rxRef: 2, port: 3, features }, { queues: [{ txRef: 1, rxRef: 2, port: 3 }] },
+    ]) assert.equal(checkVifRings(bad as Parameters<typeof checkVifRings>[0]), undefined, JSON.stringify(bad));
   });
 });

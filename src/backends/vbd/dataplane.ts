@@ -16,6 +16,8 @@ interface Connected { backs: BlkBack[]; handles: number[]; ports: number[] }
 export class VbdDataplane {
   private readonly disks = new Map<number, BlkDisk & { spec: DiskSpec }>();
   private readonly connected = new Map<number, Connected>();
+  /** Each disk's queues' counters from its last connection (kept after it ends, for --stats). */
+  private readonly lastStats = new Map<number, BlkBack['stats'][]>();
 
   private constructor(private readonly io: BlockIoThread, private readonly grants: GrantAccess, private readonly evtchn: EventChannels,
     private readonly log: (devid: number, line: string) => void) {}
@@ -76,6 +78,7 @@ export class VbdDataplane {
         log: (l) => this.log(a.devid, a.queues.length > 1 ? `queue ${qi}: ${l}` : l),
       });
       c.backs.push(back);
+      this.lastStats.set(a.devid, c.backs.map((b) => b.stats));
       if (this.evtchn.connectHost(port, () => back.onNotify()) !== 0) { this.detach(a.devid); return `port ${port} is not an unbound port for Domain-0`; }
       c.ports.push(port);
     }
@@ -89,6 +92,11 @@ export class VbdDataplane {
     for (const p of c.ports) this.evtchn.disconnectHost(p);
     for (const b of c.backs) b.close();
     for (const h of c.handles) this.grants.unmap(h);
+  }
+
+  /** Counters per disk (vdev) and queue, from each disk's last connection. */
+  stats(): { vdev: string; queues: BlkBack['stats'][] }[] {
+    return [...this.lastStats.entries()].map(([devid, queues]) => ({ vdev: this.disks.get(devid)?.spec.vdev ?? `vbd ${devid}`, queues: queues.map((q) => ({ ...q })) }));
   }
 
   /** Detach a disk and close its image (hot-unplug). */

@@ -8,9 +8,9 @@ import { backendPath } from '../../xenbus/paths.js';
 import { createDevice, type NodeValues, type XenbusDevice } from '../../xenbus/device.js';
 import type { XenStore } from '../../xenstore/store.js';
 import { type VifDataplane, type VifRings, VifXenbusBackend } from './backend.js';
-import { NetBack } from './netback.js';
+import { NETBACK_MAX_QUEUES, NetBack, type NetbackStats } from './netback.js';
 import {
-  eventfd, runHotplugScript, signalEventfd, TAP_SLOTS, tapControlBlock, TapDevice, tapFdSlot, TapReaderState, tapStateSlot,
+  eventfd, runHotplugScript, signalEventfd, TAP_SLOTS, tapControlBlock, TapDevice, tapFdSlot, tapQueueSlot, TapReaderState, tapStateSlot,
   TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, type HotplugInfo,
 } from './tap.js';
 import type { TapThreadInit } from './tap-thread.js';
@@ -30,14 +30,23 @@ export interface VifDeviceHost {
 /** The answer to network-attach / network-detach (toolstack/control-server.ts ControlReply). */
 export type VifReply = { ok: true; devid: number; mac: string; vifname: string } | { ok: false; error: string };
 
+/** One connected netif queue: its ring server, TAP queue slot, and what undoes the attach. */
+interface VifQueue { nb: NetBack; slot: number; port: number; handles: number[] }
+
 interface Vif {
   spec: VifSpec;
   tap: TapDevice;
   hotplug?: HotplugInfo;
-  /** While connected: the ring server and what undoes the attach. */
-  conn?: { nb: NetBack; port: number; handles: number[] };
-  /** Counters of the last connection, kept after it ends. */
-  stats?: NetBack['stats'];
+  /** While connected: its queues (one TAP queue each). */
+  conn?: { queues: VifQueue[] };
+  /** Counters per queue index, of the connections that ended (the live ones are added in stats()). */
+  totals: NetbackStats[];
+}
+
+function addStats(a: NetbackStats | undefined, b: NetbackStats): NetbackStats {
+  const out = { ...b };
+  if (a) for (const k of Object.keys(out) as (keyof NetbackStats)[]) out[k] += a[k];
+  return out;
 }
 
 /** libxl__set_xenstore_nic's frontend nodes. */
@@ -113,7 +122,7 @@ export class DomainVifs implements VifDataplane {
   private openHostSide(spec: VifSpec): Vif {
     const name = vifDeviceName(spec, this.domid);
     const tap = TapDevice.open(name, spec.mtu);
-    const vif: Vif = { spec, tap };
+    const vif: Vif = { spec, tap, totals: [] };
     try {
       if (spec.bridge) tap.joinBridge(spec.bridge, spec.createBridge);
       if (spec.script) {
@@ -156,7 +165,7 @@ export class DomainVifs implements VifDataplane {
     if (this.thread) return;
     if (!this.inputBuffer) throw new Error('vifs need the domain input ring');
     this.wakeFd = eventfd();
-    for (const [devid, vif] of this.vifs) Atomics.store(this.control, tapFdSlot(devid), vif.tap.fd);
+    for (const [devid, vif] of this.vifs) Atomics.store(this.control, tapFdSlot(tapQueueSlot(devid, 0)), vif.tap.fd);
     const init: TapThreadInit = { wakeFd: this.wakeFd, control: this.control.buffer as SharedArrayBuffer, input: this.inputBuffer };
     this.thread = new Worker(fileURLToPath(new URL('./tap-thread-entry.mjs', import.meta.url)), { workerData: init });
     this.thread.unref();
@@ -186,8 +195,8 @@ export class DomainVifs implements VifDataplane {
     // Taken before the first await, so a concurrent network-attach picks another devid.
     this.vifs.set(devid, vif);
     this.startThread();
-    Atomics.store(this.control, tapStateSlot(devid), TapReaderState.DISARMED);
-    Atomics.store(this.control, tapFdSlot(devid), vif.tap.fd);
+    Atomics.store(this.control, tapStateSlot(tapQueueSlot(devid, 0)), TapReaderState.DISARMED);
+    Atomics.store(this.control, tapFdSlot(tapQueueSlot(devid, 0)), vif.tap.fd);
     const err = await this.host.add({ type: 'vif', devid, frontendNodes: vifFrontendNodes(spec), backendNodes: vifBackendNodes(spec, vif.tap.name) });
     if (err) { this.closeVif(devid); return { ok: false, error: `vif ${devid}: ${err}` }; }
     return { ok: true, devid, mac: spec.mac, vifname: vif.tap.name };
@@ -207,80 +216,139 @@ export class DomainVifs implements VifDataplane {
 
   /**
    * On every vCPU exit (the domain's host poll): frames the TAP reader thread found are read now,
-   * before it kicks the vCPU for them, and each netback polls its tx ring while the guest streams
-   * (NetBack.poll). True if anything moved.
+   * before it kicks the vCPU for them, and each netback queue polls its tx ring while the guest
+   * streams (NetBack.poll). True if anything moved.
    */
   poll(): boolean {
     let moved = false;
     const ctl = this.control;
     for (const vif of this.connected) {
-      const { nb } = vif.conn!;
-      const at = tapStateSlot(vif.spec.devid);
-      if (Atomics.load(ctl, at) === TapReaderState.READABLE
-        && Atomics.compareExchange(ctl, at, TapReaderState.READABLE, TapReaderState.DISARMED) === TapReaderState.READABLE) {
-        Atomics.notify(ctl, at); // the reader thread stops waiting for us
-        nb.onHostReadable();
-        moved = true;
+      for (const { nb, slot } of vif.conn!.queues) {
+        const at = tapStateSlot(slot);
+        if (Atomics.load(ctl, at) === TapReaderState.READABLE
+          && Atomics.compareExchange(ctl, at, TapReaderState.READABLE, TapReaderState.DISARMED) === TapReaderState.READABLE) {
+          Atomics.notify(ctl, at); // the reader thread stops waiting for us
+          nb.onHostReadable();
+          moved = true;
+        }
+        if (nb.poll()) moved = true;
       }
-      if (nb.poll()) moved = true;
     }
     return moved;
   }
 
-  /** An INPUT_NET record: vif `bytes[0]`'s TAP has frames. */
+  /** An INPUT_NET record: the TAP queue in slot `bytes[0]` (tapQueueSlot) has frames. */
   onInput(bytes: Uint8Array): void {
-    const vif = bytes.length > 0 ? this.vifs.get(bytes[0]!) : undefined;
-    vif?.conn?.nb.onHostReadable();
+    if (bytes.length === 0) return;
+    const slot = bytes[0]!;
+    const vif = this.vifs.get(Math.floor(slot / NETBACK_MAX_QUEUES));
+    vif?.conn?.queues[slot % NETBACK_MAX_QUEUES]?.nb.onHostReadable();
     // Not connected (or the rx ring is waiting for buffers): re-armed on connect / by the next rx read that finds the TAP empty.
   }
 
+  /**
+   * Serve a connected frontend: map each queue's rings, give the TAP device as many queues, and
+   * bind each queue's port. All or nothing: a failure undoes what was done and names the cause.
+   */
   attach(devid: number, rings: VifRings): string | undefined {
     const vif = this.vifs.get(devid);
     if (!vif || !this.grants || !this.evtchn) return `no vif ${devid}`;
     if (vif.conn) return `vif ${devid} is already connected`;
+    if (rings.queues.length < 1 || rings.queues.length > NETBACK_MAX_QUEUES) return `${rings.queues.length} queues (1..${NETBACK_MAX_QUEUES})`;
     const grants = this.grants, evtchn = this.evtchn;
-    const tx = grants.map(rings.txRef, { readonly: false });
-    if (tx.status !== 0 || !tx.bytes) return `cannot map tx-ring-ref ${rings.txRef} (grant status ${tx.status})`;
-    const rx = grants.map(rings.rxRef, { readonly: false });
-    if (rx.status !== 0 || !rx.bytes) { grants.unmap(tx.handle!); return `cannot map rx-ring-ref ${rings.rxRef} (grant status ${rx.status})`; }
+    const handles: number[] = [], ports: number[] = [];
+    const undo = (why: string): string => {
+      for (const p of ports) evtchn.disconnectHost(p);
+      for (const h of handles) grants.unmap(h);
+      this.setTapQueues(vif, 1);
+      return why;
+    };
+    const mapped: { tx: Uint8Array; rx: Uint8Array }[] = [];
+    for (const [q, r] of rings.queues.entries()) {
+      const tx = grants.map(r.txRef, { readonly: false });
+      if (tx.status !== 0 || !tx.bytes) return undo(`queue ${q}: cannot map tx-ring-ref ${r.txRef} (grant status ${tx.status})`);
+      handles.push(tx.handle!);
+      const rx = grants.map(r.rxRef, { readonly: false });
+      if (rx.status !== 0 || !rx.bytes) return undo(`queue ${q}: cannot map rx-ring-ref ${r.rxRef} (grant status ${rx.status})`);
+      handles.push(rx.handle!);
+      mapped.push({ tx: tx.bytes, rx: rx.bytes });
+    }
+    try { this.setTapQueues(vif, rings.queues.length); } catch (e) { return undo((e as Error).message); }
     const f = rings.features;
     // Let the host kernel hand over unfinished frames only where the frontend can finish them.
-    vif.tap.setOffload((f.csumBlank ? TUN_F_CSUM : 0) | (f.csumBlank && f.sg && f.gsoTcpv4 ? TUN_F_TSO4 : 0) | (f.csumBlank && f.sg && f.gsoTcpv6 ? TUN_F_TSO6 : 0));
-    const host = {
-      transmit: (frame: Uint8Array) => vif.tap.write(frame),
-      receive: (buf: Uint8Array) => {
-        const n = vif.tap.read(buf);
-        if (n === 0) this.arm(devid);
-        else if (n < 0) this.log(`vif ${vif.tap.name}: reading the TAP device failed; no more frames to the guest`);
-        return n > 0 ? n : 0;
-      },
-    };
-    const nb = new NetBack(tx.bytes, rx.bytes, grants, host, f, () => evtchn.setPending(rings.port), (l) => this.log(`${vif.tap.name}: ${l}`));
-    if (evtchn.connectHost(rings.port, () => nb.onNotify()) !== 0) {
-      grants.unmap(tx.handle!); grants.unmap(rx.handle!);
-      return `port ${rings.port} is not an unbound port for Domain-0`;
+    try {
+      vif.tap.setOffload((f.csumBlank ? TUN_F_CSUM : 0) | (f.csumBlank && f.sg && f.gsoTcpv4 ? TUN_F_TSO4 : 0) | (f.csumBlank && f.sg && f.gsoTcpv6 ? TUN_F_TSO6 : 0));
+    } catch (e) { return undo((e as Error).message); }
+    const queues: VifQueue[] = [];
+    for (const [q, r] of rings.queues.entries()) {
+      const slot = tapQueueSlot(devid, q);
+      const host = {
+        transmit: (frame: Uint8Array) => vif.tap.write(frame, q),
+        receive: (buf: Uint8Array) => {
+          const n = vif.tap.read(buf, q);
+          if (n === 0) this.arm(slot);
+          else if (n < 0) this.log(`vif ${vif.tap.name}: reading TAP queue ${q} failed; no more frames to the guest from it`);
+          return n > 0 ? n : 0;
+        },
+      };
+      const name = rings.queues.length > 1 ? `${vif.tap.name}-q${q}` : vif.tap.name;
+      const nb = new NetBack(mapped[q]!.tx, mapped[q]!.rx, grants, host, f, () => evtchn.setPending(r.port), (l) => this.log(`${name}: ${l}`));
+      if (evtchn.connectHost(r.port, () => nb.onNotify()) !== 0) return undo(`queue ${q}: port ${r.port} is not an unbound port for Domain-0`);
+      ports.push(r.port);
+      queues.push({ nb, slot, port: r.port, handles: handles.slice(2 * q, 2 * q + 2) });
     }
-    vif.conn = { nb, port: rings.port, handles: [tx.handle!, rx.handle!] };
-    vif.stats = nb.stats;
+    vif.conn = { queues };
     this.connected = [...this.connected, vif];
-    nb.onHostReadable(); // frames that queued while the guest booted; arms the reader when the TAP is empty
+    // Frames that queued while the guest booted; arms the reader where a TAP queue is empty.
+    for (const q of queues) q.nb.onHostReadable();
     return undefined;
+  }
+
+  /**
+   * Attach or close TAP queues until the vif has `n`. Queue 0 is always there; a queue's fd is taken
+   * from the reader thread (disarmed, forgotten, the thread woken) before it is closed.
+   */
+  private setTapQueues(vif: Vif, n: number): void {
+    const { devid } = vif.spec;
+    for (let q = Math.max(1, n); q < vif.tap.queues; q++) {
+      const slot = tapQueueSlot(devid, q);
+      Atomics.store(this.control, tapStateSlot(slot), TapReaderState.DISARMED);
+      Atomics.store(this.control, tapFdSlot(slot), -1);
+      Atomics.notify(this.control, tapStateSlot(slot));
+    }
+    if (vif.tap.queues > n && this.wakeFd >= 0) signalEventfd(this.wakeFd);
+    const had = vif.tap.queues;
+    vif.tap.setQueues(n);
+    for (let q = had; q < vif.tap.queues; q++) {
+      const slot = tapQueueSlot(devid, q);
+      Atomics.store(this.control, tapStateSlot(slot), TapReaderState.DISARMED);
+      Atomics.store(this.control, tapFdSlot(slot), vif.tap.queueFd(q));
+    }
   }
 
   detach(devid: number): void {
     const vif = this.vifs.get(devid);
     if (!vif?.conn) return;
-    Atomics.store(this.control, tapStateSlot(devid), TapReaderState.DISARMED);
-    Atomics.notify(this.control, tapStateSlot(devid));
-    this.evtchn?.disconnectHost(vif.conn.port);
-    for (const h of vif.conn.handles) this.grants?.unmap(h);
+    for (const [i, q] of vif.conn.queues.entries()) {
+      vif.totals[i] = addStats(vif.totals[i], q.nb.stats);
+      Atomics.store(this.control, tapStateSlot(q.slot), TapReaderState.DISARMED);
+      Atomics.notify(this.control, tapStateSlot(q.slot));
+      this.evtchn?.disconnectHost(q.port);
+      for (const h of q.handles) this.grants?.unmap(h);
+    }
     vif.conn = undefined;
     this.connected = this.connected.filter((v) => v !== vif);
+    this.setTapQueues(vif, 1);
   }
 
-  /** Counters per vif, for --stats and tests. */
-  stats(): { name: string; stats: NetBack['stats'] | undefined; writeErrors: number }[] {
-    return [...this.vifs.values()].map((v) => ({ name: v.tap.name, stats: v.stats, writeErrors: v.tap.writeErrors }));
+  /** Counters per vif since it was created: per queue index over all its connections, and summed; for --stats and tests. */
+  stats(): { name: string; stats: NetbackStats | undefined; queues: NetbackStats[]; writeErrors: number }[] {
+    return [...this.vifs.values()].map((v) => {
+      const queues = v.totals.map((t) => ({ ...t }));
+      for (const [i, q] of (v.conn?.queues ?? []).entries()) queues[i] = addStats(queues[i], q.nb.stats);
+      const sum = queues.length ? queues.reduce((a, b) => addStats(a, b)) : undefined;
+      return { name: v.tap.name, stats: sum, queues, writeErrors: v.tap.writeErrors };
+    });
   }
 
   /** Stop the reader thread, disconnect, run scripts with `offline`, close the TAP devices (which removes them). Idempotent. */
@@ -297,16 +365,16 @@ export class DomainVifs implements VifDataplane {
     const vif = this.vifs.get(devid);
     if (!vif) return;
     this.detach(devid);
-    Atomics.store(this.control, tapStateSlot(devid), TapReaderState.DISARMED);
-    Atomics.store(this.control, tapFdSlot(devid), -1);
+    Atomics.store(this.control, tapStateSlot(tapQueueSlot(devid, 0)), TapReaderState.DISARMED);
+    Atomics.store(this.control, tapFdSlot(tapQueueSlot(devid, 0)), -1);
     if (this.wakeFd >= 0) signalEventfd(this.wakeFd);
     if (vif.hotplug) runHotplugScript('offline', vif.hotplug, this.log);
     vif.tap.close();
     this.vifs.delete(devid);
   }
 
-  private arm(devid: number): void {
-    if (Atomics.compareExchange(this.control, tapStateSlot(devid), TapReaderState.DISARMED, TapReaderState.ARMED) !== TapReaderState.DISARMED) return;
+  private arm(slot: number): void {
+    if (Atomics.compareExchange(this.control, tapStateSlot(slot), TapReaderState.DISARMED, TapReaderState.ARMED) !== TapReaderState.DISARMED) return;
     if (this.wakeFd >= 0) signalEventfd(this.wakeFd);
   }
 }

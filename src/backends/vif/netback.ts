@@ -36,6 +36,13 @@ export const XEN_NETBK_LEGACY_SLOTS_MAX = 18;
 /** netfront's xennet_get_responses accepts at most XEN_NETIF_NR_SLOTS_MIN data slots per rx packet. */
 const RX_MAX_DATA_SLOTS = 18;
 const ETH_HLEN = 14;
+/**
+ * multi-queue-max-queues. Linux netback offers one queue per Domain-0 CPU (xenvif_max_queues); a
+ * fixed four (as blkback's MAX_QUEUES) keeps guests' choices the same on every host. netfront takes
+ * min(this, xennet_max_queues), which is its own online CPUs unless `xen_netfront.max_queues=N`.
+ * Each queue is a NetBack of its own.
+ */
+export const NETBACK_MAX_QUEUES = 4;
 /** Largest tx frame: a tx request's size is a u16 (XEN_NETIF_MAX_TX_SIZE). */
 export const MAX_FRAME = 0xffff;
 /**

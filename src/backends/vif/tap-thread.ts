@@ -1,4 +1,4 @@
-// The TAP reader thread: waits in poll() on every armed vif's TAP fd and tells the domain thread, through the input ring (INPUT_NET, first byte the vif), that frames are waiting (QEMU's tap_send readiness, kept off the vCPU's thread).
+// The TAP reader thread: waits in poll() on every armed vif queue's TAP fd and tells the domain thread, through the input ring (INPUT_NET, first byte the queue slot: tap.ts tapQueueSlot), that frames are waiting (QEMU's tap_send readiness, kept off the vCPU's thread).
 //
 // The domain thread's event loop does not run while the vCPU runs, so nothing there can wait on a
 // file descriptor. This thread does, and sends one record per "readable" edge, not the frames: the
@@ -8,13 +8,13 @@
 // frames queue in the host kernel (and are dropped there when its queue is full), as with netback.
 import { workerData } from 'node:worker_threads';
 import { INPUT_NET, InputRingWriter } from '../../vcpu/worker-protocol.js';
-import { POLLERR, POLLHUP, POLLIN, poll, TAP_SLOTS, TapReaderState, tapFdSlot, tapStateSlot } from './tap.js';
+import { POLLERR, POLLHUP, POLLIN, poll, TAP_QUEUE_SLOTS, TapReaderState, tapFdSlot, tapStateSlot } from './tap.js';
 import { readSync } from 'node:fs';
 
 export interface TapThreadInit {
   /** Woken by the domain thread when it arms, adds or removes a vif, or stops the thread. */
   wakeFd: number;
-  /** The control block (tap.ts tapControlBlock): stop flag, each vif's TapReaderState and TAP fd. */
+  /** The control block (tap.ts tapControlBlock): stop flag, each vif queue's TapReaderState and TAP fd. */
   control: SharedArrayBuffer;
   input: SharedArrayBuffer;
 }
@@ -32,7 +32,7 @@ const ctl = new Int32Array(init.control);
 const writer = new InputRingWriter(init.input);
 const STOP = 0;
 const POLL_TIMEOUT_MS = 1000;
-const pollfds = Buffer.alloc(8 * (TAP_SLOTS + 1));
+const pollfds = Buffer.alloc(8 * (TAP_QUEUE_SLOTS + 1));
 const drain = new Uint8Array(8);
 
 // A vif removed while its fd is in poll(): the domain thread disarms it before closing the fd, so
@@ -40,7 +40,7 @@ const drain = new Uint8Array(8);
 while (Atomics.load(ctl, STOP) === 0) {
   const order: number[] = [];
   pollfds.writeInt32LE(init.wakeFd, 0); pollfds.writeInt16LE(POLLIN, 4); pollfds.writeInt16LE(0, 6);
-  for (let i = 0; i < TAP_SLOTS; i++) {
+  for (let i = 0; i < TAP_QUEUE_SLOTS; i++) {
     const fd = Atomics.load(ctl, tapFdSlot(i));
     if (fd < 0 || Atomics.load(ctl, tapStateSlot(i)) !== TapReaderState.ARMED) continue;
     const o = 8 * (order.length + 1);

@@ -4,6 +4,7 @@ import { closeSync, constants, existsSync, openSync, readSync, writeSync } from 
 import { isAbsolute, join } from 'node:path';
 import koffi from 'koffi';
 import { HostError } from '../../errors.js';
+import { NETBACK_MAX_QUEUES } from './netback.js';
 
 const libc = koffi.load('libc.so.6');
 // SAFETY (bindings below): ioctl's pointer argument is a Buffer the caller keeps alive for the call;
@@ -17,30 +18,34 @@ const strerror = libc.func('const char *strerror(int errnum)');
 // include/uapi/linux/if_tun.h
 const TUNSETIFF = 0x400454ca; // _IOW('T', 202, int)
 const TUNSETOFFLOAD = 0x400454d0; // _IOW('T', 208, unsigned int)
-const IFF_TAP = 0x0002, IFF_NO_PI = 0x1000, IFF_VNET_HDR = 0x4000;
+const IFF_TAP = 0x0002, IFF_MULTI_QUEUE = 0x0100, IFF_NO_PI = 0x1000, IFF_VNET_HDR = 0x4000;
 export const TUN_F_CSUM = 0x01, TUN_F_TSO4 = 0x02, TUN_F_TSO6 = 0x04;
 const IFNAMSIZ = 16;
 export const POLLIN = 0x001, POLLERR = 0x008, POLLHUP = 0x010;
 const EFD_NONBLOCK = 0o4000, EFD_CLOEXEC = 0o2000000;
 
 /**
- * Who reads vif i's TAP next. DISARMED: the domain thread (it has frames to move or waits for rx
+ * Who reads a vif queue's TAP queue next. DISARMED: the domain thread (it has frames to move or waits for rx
  * buffers). ARMED: this thread polls the fd. READABLE: this thread saw frames and gives the domain
  * thread RX_COALESCE_MS to find them at its next vCPU exit (DomainVifs.poll) before kicking it.
  */
 export const TapReaderState = { DISARMED: 0, ARMED: 1, READABLE: 2 } as const;
 
 /**
- * The TAP reader's shared control block (Int32 slots): [0] stop, [1 + devid] that vif's
- * TapReaderState, [1 + TAP_SLOTS + devid] its TAP fd (-1: none). The fds live here rather than in
- * the thread's start data so that vifs can come and go while the domain runs (network-attach).
+ * The TAP reader's shared control block (Int32 slots): [0] stop, then per queue slot (tapQueueSlot:
+ * one per vif and queue) its TapReaderState, then per queue slot its TAP queue's fd (-1: none).
+ * The fds live here rather than in the thread's start data so that vifs and queues can come and go
+ * while the domain runs (network-attach, a frontend reconnecting with another queue count).
  */
 export const TAP_SLOTS = 32;
-export const tapStateSlot = (devid: number): number => 1 + devid;
-export const tapFdSlot = (devid: number): number => 1 + TAP_SLOTS + devid;
+/** Queue slots: NETBACK_MAX_QUEUES per vif. An INPUT_NET record names one in a byte. */
+export const TAP_QUEUE_SLOTS = TAP_SLOTS * NETBACK_MAX_QUEUES;
+export const tapQueueSlot = (devid: number, queue: number): number => devid * NETBACK_MAX_QUEUES + queue;
+export const tapStateSlot = (slot: number): number => 1 + slot;
+export const tapFdSlot = (slot: number): number => 1 + TAP_QUEUE_SLOTS + slot;
 export function tapControlBlock(): Int32Array {
-  const ctl = new Int32Array(new SharedArrayBuffer(4 * (1 + 2 * TAP_SLOTS)));
-  for (let i = 0; i < TAP_SLOTS; i++) ctl[tapFdSlot(i)] = -1;
+  const ctl = new Int32Array(new SharedArrayBuffer(4 * (1 + 2 * TAP_QUEUE_SLOTS)));
+  for (let i = 0; i < TAP_QUEUE_SLOTS; i++) ctl[tapFdSlot(i)] = -1;
   return ctl;
 }
 
@@ -65,32 +70,59 @@ function ip(args: string[]): string | undefined {
   return r.status === 0 ? undefined : (r.stderr.trim().split('\n')[0] || `exit ${r.status}`);
 }
 
+/** Open /dev/net/tun and attach it to the TAP device `name` (created if missing) as one more queue; the fd. */
+function openTapQueue(name: string): number {
+  let fd: number;
+  try { fd = openSync('/dev/net/tun', constants.O_RDWR | constants.O_NONBLOCK); } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new HostError(`vif ${name}: cannot open /dev/net/tun: ${code}${code === 'ENOENT' ? ' (load the tun module: modprobe tun)' : code === 'EACCES' || code === 'EPERM' ? ' (TAP devices need root or CAP_NET_ADMIN)' : ''}`);
+  }
+  const ifr = Buffer.alloc(40);
+  ifr.write(name, 0, IFNAMSIZ - 1, 'latin1');
+  ifr.writeUInt16LE(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE, IFNAMSIZ);
+  // SAFETY: ifr is a 40-byte struct ifreq alive for the call.
+  if ((ioctlPtr(fd, TUNSETIFF, ifr) as number) < 0) {
+    const why = errnoText();
+    closeSync(fd);
+    throw new HostError(`vif ${name}: cannot create the TAP device: ${why}${why.includes('errno 16') || why.includes('errno 22') ? ' (an interface of that name exists)' : ''}`);
+  }
+  return fd;
+}
+
+/**
+ * A TAP device with one queue per netback queue (IFF_MULTI_QUEUE, as QEMU's multi-queue tap): each
+ * queue is a file descriptor; the host kernel spreads frames for the guest over the queues by flow
+ * (tun_automq_select_queue, which follows the queue a flow was last sent from), and what the guest
+ * sends on netif queue q is written to TAP queue q. Queue 0 lives as long as the device.
+ */
 export class TapDevice {
   private closed = false;
   writeErrors = 0;
-  private constructor(readonly name: string, readonly fd: number) {}
+  private readonly fds: number[];
+  private constructor(readonly name: string, fd: number) { this.fds = [fd]; }
+
+  /** Queue 0's fd. */
+  get fd(): number { return this.fds[0]!; }
+  /** How many queues are attached. */
+  get queues(): number { return this.fds.length; }
+  queueFd(queue: number): number { return this.fds[queue]!; }
 
   /** Create the TAP device `name` (non-persistent: it goes away with this process), with virtio_net_hdr, up, with `mtu`. */
   static open(name: string, mtu: number): TapDevice {
-    let fd: number;
-    try { fd = openSync('/dev/net/tun', constants.O_RDWR | constants.O_NONBLOCK); } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new HostError(`vif ${name}: cannot open /dev/net/tun: ${code}${code === 'ENOENT' ? ' (load the tun module: modprobe tun)' : code === 'EACCES' || code === 'EPERM' ? ' (TAP devices need root or CAP_NET_ADMIN)' : ''}`);
-    }
-    const ifr = Buffer.alloc(40);
-    ifr.write(name, 0, IFNAMSIZ - 1, 'latin1');
-    ifr.writeUInt16LE(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, IFNAMSIZ);
-    // SAFETY: ifr is a 40-byte struct ifreq alive for the call.
-    if ((ioctlPtr(fd, TUNSETIFF, ifr) as number) < 0) {
-      const why = errnoText();
-      closeSync(fd);
-      throw new HostError(`vif ${name}: cannot create the TAP device: ${why}${why.includes('errno 16') ? ' (an interface of that name exists)' : ''}`);
-    }
-    const tap = new TapDevice(name, fd);
+    const tap = new TapDevice(name, openTapQueue(name));
     // Linux netback's dummy_addr: the numerically largest non-broadcast MAC, so a bridge never takes the vif's address as its own.
     const err = ip(['link', 'set', 'dev', name, 'address', 'fe:ff:ff:ff:ff:ff', 'mtu', String(mtu), 'up']);
     if (err) { tap.close(); throw new HostError(`vif ${name}: cannot bring it up with mtu ${mtu}: ${err}`); }
     return tap;
+  }
+
+  /**
+   * Attach or close queues until there are `n` (a frontend connected with n netif queues). Callers
+   * take a queue's fd away from the reader thread before it is closed here.
+   */
+  setQueues(n: number): void {
+    while (this.fds.length > Math.max(1, n)) { try { closeSync(this.fds.pop()!); } catch { /* already gone */ } }
+    while (this.fds.length < n) this.fds.push(openTapQueue(this.name));
   }
 
   /** TUNSETOFFLOAD: what the host kernel may hand us unfinished (blank checksums, TSO frames); only what the frontend takes. */
@@ -112,14 +144,14 @@ export class TapDevice {
     if (err) throw new HostError(`vif ${this.name}: cannot join bridge ${bridge}: ${err}`);
   }
 
-  /** One frame (virtio_net_hdr first) to the host; a frame the kernel refuses is counted and dropped, as a NIC drops it. */
-  write(frame: Uint8Array): void {
-    try { writeSync(this.fd, frame); } catch { this.writeErrors++; }
+  /** One frame (virtio_net_hdr first) to the host on `queue`; a frame the kernel refuses is counted and dropped, as a NIC drops it. */
+  write(frame: Uint8Array, queue = 0): void {
+    try { writeSync(this.fds[queue]!, frame); } catch { this.writeErrors++; }
   }
 
-  /** Read one frame into `buf`: its length, 0 if none is waiting (EAGAIN), -1 if the device failed. */
-  read(buf: Uint8Array): number {
-    try { return readSync(this.fd, buf, 0, buf.length, null); } catch (e) {
+  /** Read one frame from `queue` into `buf`: its length, 0 if none is waiting (EAGAIN), -1 if the device failed. */
+  read(buf: Uint8Array, queue = 0): number {
+    try { return readSync(this.fds[queue]!, buf, 0, buf.length, null); } catch (e) {
       return (e as NodeJS.ErrnoException).code === 'EAGAIN' ? 0 : -1;
     }
   }
@@ -127,7 +159,7 @@ export class TapDevice {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try { closeSync(this.fd); } catch { /* already gone */ }
+    for (const fd of this.fds.splice(0).reverse()) { try { closeSync(fd); } catch { /* already gone */ } }
   }
 }
 

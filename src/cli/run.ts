@@ -7,10 +7,13 @@ import type { DiskSpec } from '../backends/vbd/disk-spec.js';
 import type { VifSpec } from '../backends/vif/vif-spec.js';
 import type { ShutdownReason } from '../hypervisor/domain.js';
 import { ensureMonitorBinary } from '../monitor/image.js';
+import { randomUUID } from 'node:crypto';
 import { ControlServer, controlSocketPath, type ControlReply } from '../toolstack/control-server.js';
+import { domainControlHandler, DomainThreadRequests } from '../toolstack/domain-control.js';
+import { type DomainRecord, listDomains, registerDomain, removeRecord, writeRecord } from '../toolstack/registry.js';
 import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
 import { DomainLinkClient, domainLinkPath } from '../toolstack/domain-link.js';
-import { ConsoleServer, consoleSocketPath, pickStandaloneDomid } from '../toolstack/console-server.js';
+import { ConsoleServer, consoleSocketPath } from '../toolstack/console-server.js';
 
 export interface RunOptions { kernel?: string; ramdisk?: string; extra?: string; memory: number; trace: boolean; stats: boolean; name: string; consoles?: number; disks?: DiskSpec[]; vifs?: VifSpec[] }
 
@@ -34,7 +37,20 @@ export async function run(opts: RunOptions): Promise<number> {
   const writer = new InputRingWriter(input);
   // With `pvbox xenstored` running, the guest joins its store (and gets its domid from it).
   const link = await DomainLinkClient.connect(domainLinkPath());
-  const domid = link ? await link.hello(opts.name) : await pickStandaloneDomid(opts.name);
+  // The guest is in the domain registry like a `pvbox create` guest, so `pvbox list` and the xl verbs see it; this process owns the record.
+  const recordFields: Omit<DomainRecord, 'domid'> = {
+    name: opts.name, uuid: randomUUID(), memoryMiB: opts.memory, targetMiB: opts.memory, maxmemMiB: opts.memory, vcpus: 1,
+    startTime: Math.floor(Date.now() / 1000), pid: process.pid, vcpuTid: 0, state: 'starting', logFile: '',
+  };
+  let record: DomainRecord;
+  if (link) {
+    // pvbox xenstored chose the domid; a registry entry of another process with that id is left alone (the guest is then not listed).
+    record = { ...recordFields, domid: await link.hello(opts.name) };
+    if (!listDomains().some((d) => d.domid === record.domid)) writeRecord(record);
+  } else {
+    record = await registerDomain(recordFields);
+  }
+  const domid = record.domid;
   const init: WorkerInit = {
     config: {
       name: opts.name, domid, kernel, ramdisk, memoryMiB: opts.memory, monitorBinary, trace: opts.trace,
@@ -55,14 +71,24 @@ export async function run(opts: RunOptions): Promise<number> {
     secondaryServers.set(n, server);
   }
   const worker = new Worker(fileURLToPath(new URL('../vcpu/worker-entry.mjs', import.meta.url)), { workerData: init });
-  // Management requests (pvbox block-attach…) go to the domain thread and its answer comes back.
-  const pendingControl = new Map<number, (r: ControlReply) => void>();
-  let nextControlId = 1;
-  const controlServer = await ControlServer.listen(controlSocketPath(domid, opts.name), (req) => new Promise<ControlReply>((resolve) => {
-    const id = nextControlId++;
-    pendingControl.set(id, resolve);
-    if (!writer.push(INPUT_CONTROL, Buffer.from(JSON.stringify({ ...req, id })))) { pendingControl.delete(id); resolve({ ok: false, error: 'the domain is not taking requests' }); }
-  })).catch((e: Error) => { process.stderr.write(`pvbox: control socket unavailable (${e.message}); block-attach cannot reach this guest\n`); return undefined; });
+  // Management requests (pvbox list, pause, block-attach…): the record's part here, the rest by the domain thread.
+  const requests = new DomainThreadRequests((bytes) => writer.push(INPUT_CONTROL, bytes));
+  let destroyed: string | undefined;
+  const handle = domainControlHandler({
+    record: () => record, guest: () => requests, save: () => writeRecord(record), log: () => {},
+    destroy: (why) => { destroyed = why; void worker.terminate(); },
+    socketPaths: (r) => [consoleSocketPath(r.domid, r.name), controlSocketPath(r.domid, r.name), ...[...secondaryServers.keys()].map((n) => consoleSocketPath(r.domid, r.name, n))],
+  });
+  const controlServer = await ControlServer.listen(controlSocketPath(domid, opts.name), handle)
+    .catch((e: Error) => { process.stderr.write(`pvbox: control socket unavailable (${e.message}); block-attach cannot reach this guest\n`); return undefined; });
+  // Listed as running once its vCPU thread runs (the worker publishes its tid for kicks, as domain-process.ts GuestRun.built waits for).
+  const running = setInterval(() => {
+    const tid = Atomics.load(new Int32Array(input, 0, 8), 4);
+    if (tid <= 0) return;
+    clearInterval(running);
+    record.vcpuTid = tid; record.state = 'running';
+    writeRecord(record);
+  }, 50);
   const stdin = process.stdin;
   const tty = stdin.isTTY;
   let detached = false;
@@ -77,8 +103,10 @@ export async function run(opts: RunOptions): Promise<number> {
   const restore = () => {
     if (tty) stdin.setRawMode(false);
     stdin.pause(); stdin.off('data', push); link?.close(); consoleServer?.close(); controlServer?.close();
-    for (const done of pendingControl.values()) done({ ok: false, error: 'the domain has ended' });
+    requests.end();
     for (const s of secondaryServers.values()) s.close();
+    clearInterval(running);
+    if (listDomains().some((d) => d.domid === record.domid && d.pid === process.pid)) removeRecord(record.domid);
   };
   const t0 = Date.now();
   return await new Promise<number>((resolve) => {
@@ -87,7 +115,7 @@ export async function run(opts: RunOptions): Promise<number> {
       if (m.type === 'ready') readyMs = m.ms as number;
       if (m.type === 'xs') link?.sendXs(m.bytes as Uint8Array);
       if (m.type === 'control') link?.sendControl(m.msg as object);
-      if (m.type === 'control-reply') { const done = pendingControl.get(m.id as number); pendingControl.delete(m.id as number); done?.(m.result as ControlReply); }
+      if (m.type === 'control-reply') requests.answer(m.id as number, m.result as ControlReply);
       if (m.type === 'console') (m.devid ? secondaryServers.get(m.devid as number) : consoleServer)?.broadcast(m.bytes as Uint8Array);
       if (m.type === 'introduce' && link) {
         link.ready({ ...(m.info as Parameters<DomainLinkClient['ready']>[0]) }).then(() => writer.introduced(true), (e) => {
@@ -107,7 +135,10 @@ export async function run(opts: RunOptions): Promise<number> {
       }
     });
     worker.on('error', (e) => { restore(); process.stderr.write(`pvbox: internal error: ${e.stack ?? e}\n`); resolve(1); });
-    worker.on('exit', () => { if (detached) { restore(); process.stderr.write('\npvbox: console detached (Ctrl-]); guest destroyed\n'); resolve(0); } });
+    worker.on('exit', () => {
+      if (destroyed) { restore(); process.stderr.write(`\npvbox: guest ${record.name} destroyed (${destroyed})\n`); resolve(0); }
+      else if (detached) { restore(); process.stderr.write('\npvbox: console detached (Ctrl-]); guest destroyed\n'); resolve(0); }
+    });
   });
 }
 

@@ -1,7 +1,6 @@
 // Attaching to a running guest's console from another terminal (xenconsoled's pty + `xl console`): each pvbox run serves its console on a Unix socket in the run directory.
 import { chmodSync, existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { UsageError } from '../errors.js';
 import { join } from 'node:path';
 
 /** Where pvbox keeps per-domain sockets: $PVBOX_RUNDIR, or /run/pvbox. */
@@ -29,25 +28,6 @@ export function socketIsLive(path: string): Promise<boolean> {
     s.once('connect', () => { s.destroy(); resolve(true); });
     s.once('error', () => resolve(false));
   });
-}
-
-/**
- * Without xenstored, domain processes share nothing but the run directory: take the lowest domain
- * id no live console socket uses, and refuse a name a live domain has.
- */
-export async function pickStandaloneDomid(name: string, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let entries: string[] = [];
-  try { entries = readdirSync(runDir(env)); } catch { /* none yet */ }
-  const used = new Set<number>();
-  for (const e of entries) {
-    const m = /^console-(\d+)-([^@]+)$/.exec(e);
-    if (!m || !(await socketIsLive(join(runDir(env), e)))) continue;
-    if (m[2] === name) throw new UsageError(`a domain named '${name}' already exists (domain ${m[1]})`);
-    used.add(Number(m[1]));
-  }
-  let id = 1;
-  while (used.has(id)) id++;
-  return id;
 }
 
 /** The domain side: every attached client sees the console output and may type into it. */

@@ -1,6 +1,6 @@
 // A detached domain process: one guest without a terminal, its console on a socket with a replay buffer (xenconsoled), its management requests on a control socket, its registry record, and the on_poweroff/on_reboot/on_crash actions (the per-domain `xl` process that `xl create` leaves behind: tools/xl/xl_vmcontrol.c create_domain + handle_domain_death).
 import { spawn } from 'node:child_process';
-import { appendFileSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -10,7 +10,8 @@ import { ensureMonitorBinary } from '../monitor/image.js';
 import { INPUT_CONSOLE, INPUT_CONTROL, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
 import { ConsoleServer, consoleSocketPath } from './console-server.js';
 import { ControlServer, controlSocketPath, type ControlReply, type ControlRequest } from './control-server.js';
-import { type DomainRecord, type DomainSpec, listDomains, logDir, registerDomain, removeRecord, renameDomain, writeRecord } from './registry.js';
+import { domainControlHandler, DomainThreadRequests } from './domain-control.js';
+import { type DomainRecord, type DomainSpec, listDomains, logDir, registerDomain, removeRecord, writeRecord } from './registry.js';
 
 /** The hidden verb `pvbox __domain` runs this process. */
 export const DOMAIN_PROCESS_VERB = '__domain';
@@ -20,7 +21,6 @@ const WORKER_ENTRY = fileURLToPath(new URL('../vcpu/worker-entry.mjs', import.me
 const CONSOLE_REPLAY_BYTES = 64 * 1024;
 /** A guest that asks for a restart sooner than this after its start is destroyed instead (a crash loop would burn the host's CPU). */
 const MIN_RESTART_INTERVAL_MS = 10_000;
-const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
 type ToParent = { type: 'started'; domid: number } | { type: 'error'; kind: string; message: string };
 type GuestEnd = { reason: ShutdownReason; detail?: string } | { error: string; kind?: string };
@@ -49,8 +49,7 @@ class GuestRun {
   readonly writer = new InputRingWriter(this.input);
   readonly worker: Worker;
   readonly ended: Promise<GuestEnd>;
-  private readonly pending = new Map<number, (r: ControlReply) => void>();
-  private nextId = 1;
+  private readonly requests = new DomainThreadRequests((bytes) => this.writer.push(INPUT_CONTROL, bytes));
   private over = false;
 
   constructor(init: Omit<WorkerInit, 'input'>, onConsole: (bytes: Uint8Array) => void) {
@@ -59,13 +58,12 @@ class GuestRun {
       const end = (e: GuestEnd) => {
         if (this.over) return;
         this.over = true;
-        for (const done of this.pending.values()) done({ ok: false, error: 'the domain has ended' });
-        this.pending.clear();
+        this.requests.end();
         resolve(e);
       };
       this.worker.on('message', (m: { type: string; [k: string]: unknown }) => {
         if (m.type === 'console' && !m.devid) onConsole(m.bytes as Uint8Array);
-        else if (m.type === 'control-reply') { const done = this.pending.get(m.id as number); this.pending.delete(m.id as number); done?.(m.result as ControlReply); }
+        else if (m.type === 'control-reply') this.requests.answer(m.id as number, m.result as ControlReply);
         else if (m.type === 'exit') end({ reason: m.reason as ShutdownReason, detail: m.detail as string | undefined });
         else if (m.type === 'error') end({ error: m.message as string });
       });
@@ -90,15 +88,7 @@ class GuestRun {
   }
 
   /** A request for the domain thread (domain-ops.ts, block-attach…), answered through io.reply. */
-  request(req: ControlRequest, timeoutMs = 30_000): Promise<ControlReply> {
-    if (this.over) return Promise.resolve({ ok: false, error: 'the domain has ended' });
-    return new Promise((resolve) => {
-      const id = this.nextId++;
-      const timer = setTimeout(() => { this.pending.delete(id); resolve({ ok: false, error: `the domain did not answer within ${timeoutMs / 1000} s` }); }, timeoutMs);
-      this.pending.set(id, (r) => { clearTimeout(timer); resolve(r); });
-      if (!this.writer.push(INPUT_CONTROL, Buffer.from(JSON.stringify({ ...req, id })))) { this.pending.delete(id); clearTimeout(timer); resolve({ ok: false, error: 'the domain is not taking requests' }); }
-    });
-  }
+  request(req: ControlRequest, timeoutMs = 30_000): Promise<ControlReply> { return this.requests.request(req, timeoutMs); }
 }
 
 /** Host memory (MiB) from /proc/meminfo. */
@@ -162,69 +152,9 @@ export async function domainProcessMain(): Promise<number> {
     readyMarker: 'PVBOX-READY',
   }, (bytes) => { replay.push(bytes); consoleServer?.broadcast(bytes); });
 
-  const handle = async (req: ControlRequest): Promise<ControlReply> => {
-    const r = record!;
-    const g = guest;
-    const live = () => r.state === 'running' || r.state === 'paused';
-    switch (req.op) {
-      case 'status': {
-        const info = g && live() ? await g.request({ op: 'info' }, 2000) : undefined;
-        return { ok: true, record: r, ...(info?.ok ? { currentPages: info.currentPages } : {}) };
-      }
-      case 'destroy':
-        setTimeout(() => destroy('xl destroy'), 20);
-        return { ok: true };
-      case 'pause': case 'unpause': {
-        if (!g || !live()) return { ok: false, error: `domain ${r.domid} is not running (${r.state})` };
-        const a = await g.request({ op: req.op });
-        if (a.ok) { r.state = req.op === 'pause' ? 'paused' : 'running'; save(); }
-        return a;
-      }
-      case 'shutdown': {
-        if (!g || !live()) return { ok: false, error: `domain ${r.domid} is not running (${r.state})` };
-        return g.request({ op: 'shutdown', reason: req.reason });
-      }
-      case 'mem-set': {
-        const kib = Number(req.targetKiB);
-        if (!Number.isInteger(kib) || kib < 1024) return { ok: false, error: 'bad memory size' };
-        // Xen could let the balloon grow up to maxmem; pvbox has no memory beyond what the guest was built with.
-        const limit = Math.min(r.maxmemMiB, r.memoryMiB);
-        if (kib > limit * 1024) return { ok: false, error: `${Math.ceil(kib / 1024)} MiB is more than domain ${r.domid} can have (${limit} MiB: ${r.maxmemMiB < r.memoryMiB ? 'its mem-max' : 'the memory it was built with'})` };
-        if (!g || !live()) return { ok: false, error: `domain ${r.domid} is not running (${r.state})` };
-        const a = await g.request({ op: 'mem-set', targetKiB: kib });
-        if (a.ok) { r.targetMiB = Math.floor(kib / 1024); save(); }
-        return a;
-      }
-      case 'mem-max': {
-        const mib = Number(req.maxMiB);
-        if (!Number.isInteger(mib) || mib < 1) return { ok: false, error: 'bad memory size' };
-        // libxl_domain_setmaxmem: "memory_static_max must be greater than or or equal to memory_dynamic_max".
-        if (mib < r.targetMiB) return { ok: false, error: `${mib} MiB is below domain ${r.domid}'s current target (${r.targetMiB} MiB); lower it with mem-set first` };
-        r.maxmemMiB = mib; save();
-        return { ok: true };
-      }
-      case 'rename': {
-        const name = String(req.name);
-        if (!NAME_RE.test(name)) return { ok: false, error: `'${name}' is not a domain name (letters, digits, '.', '_', '-'; at most 64)` };
-        const [oldConsole, oldControl] = socketPaths(r);
-        try { await renameDomain(r, name); } catch (e) { return { ok: false, error: (e as Error).message }; }
-        const [newConsole, newControl] = socketPaths(r);
-        try { renameSync(oldConsole!, newConsole!); renameSync(oldControl!, newControl!); } catch { /* a missing socket stays missing */ }
-        say(`renamed to ${name}`);
-        if (g && live()) await g.request({ op: 'rename', name });
-        return { ok: true };
-      }
-      case 'block-attach': case 'block-detach': case 'network-attach': case 'network-detach':
-        if (!g || !live()) return { ok: false, error: `domain ${r.domid} is not running (${r.state})` };
-        return g.request(req, 60_000);
-      case 'save':
-        // xl save: the guest suspends, its state goes to the file, then the domain is gone (the death loop sees 'suspend').
-        if (!g || r.state !== 'running') return { ok: false, error: `domain ${r.domid} is not running (${r.state})` };
-        return g.request(req, 180_000);
-      default:
-        return { ok: false, error: `unknown request '${req.op}'` };
-    }
-  };
+  const handle = domainControlHandler({
+    record: () => record!, guest: () => guest, destroy, save, socketPaths, log: say,
+  });
 
   let monitorBinary: string;
   try {

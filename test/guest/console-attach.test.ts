@@ -1,4 +1,5 @@
-// `pvbox console <domain>` from another process: it sees the guest's console and types into it; detaching leaves the guest running.
+// `pvbox console <domain>` from another process: it sees the guest's console and types into it; detaching leaves the guest running. A `pvbox run` guest
+// is a domain like any other for the toolstack: `pvbox list` shows it, pause/unpause/mem-set act on it, `pvbox destroy` ends it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -6,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ensureDefaultImage } from '../../src/images/debian.js';
-import { ConsoleClient, GuestSession, PVBOX } from './harness.js';
+import { ConsoleClient, GuestSession, PVBOX, pvboxCli } from './harness.js';
 
 test('pvbox console attaches to a running guest, and the guest outlives the detach', { timeout: 600_000 }, async () => {
   const env = { ...process.env, PVBOX_RUNDIR: mkdtempSync(join(tmpdir(), 'pvbox-run-')) };
@@ -28,13 +29,29 @@ test('pvbox console attaches to a running guest, and the guest outlives the deta
     dup.stderr.setEncoding('utf8'); dup.stderr.on('data', (s: string) => { dupErr += s; });
     assert.notEqual(await new Promise((res) => dup.on('exit', res)), 0);
     assert.match(dupErr.trim(), /^pvbox: a domain named 'attach-me' already exists \(domain 1\)$/);
+    // The toolstack sees it: xl list's row (state r or b), pause (p) and unpause, a balloon target.
+    const { ok } = pvboxCli(env);
+    assert.match(ok('list'), /^Domain-0 +0 /m);
+    assert.match(ok('list'), /^attach-me +1 +5\d\d +1 +[rb-]{6} +\d+\.\d$/m);
+    ok('pause', 'attach-me');
+    assert.match(ok('list', 'attach-me'), /^attach-me +1 +5\d\d +1 +--p--- /m);
+    ok('unpause', 'attach-me');
+    assert.equal((await g.sh('echo resumed-$((2+3))')).trim(), 'resumed-5');
+    // The balloon driver gives the memory back at its own pace: the row follows.
+    ok('mem-set', 'attach-me', '448m');
+    let row = '';
+    for (const end = Date.now() + 60_000; Date.now() < end && !/^attach-me +1 +448 /m.test(row); await new Promise((res) => setTimeout(res, 500))) row = ok('list', 'attach-me');
+    assert.match(row, /^attach-me +1 +448 /m);
     const r = spawn(process.execPath, [PVBOX, 'console', 'no-such-domain'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let err = '';
     r.stderr.setEncoding('utf8'); r.stderr.on('data', (s: string) => { err += s; });
     assert.notEqual(await new Promise((res) => r.on('exit', res)), 0);
     assert.match(err, /^pvbox: no running domain 'no-such-domain'/);
-    g.proc.stdin.write('poweroff -f\n');
+    // xl destroy: the pvbox run process ends and says so; the domain is no longer listed.
+    ok('destroy', 'attach-me');
     assert.equal(await g.exited, 0);
+    assert.match(g.stderr, /guest attach-me destroyed \(xl destroy\)/);
+    assert.doesNotMatch(ok('list'), /attach-me/);
   } finally { g.kill(); }
 });
 

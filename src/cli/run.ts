@@ -1,6 +1,6 @@
 // `pvbox run`: start one PV guest in this process and attach its console to the terminal (the xl create -c experience without a daemon).
 import { Worker } from 'node:worker_threads';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../errors.js';
 import type { DiskSpec } from '../backends/vbd/disk-spec.js';
@@ -10,7 +10,7 @@ import { ensureMonitorBinary } from '../monitor/image.js';
 import { randomUUID } from 'node:crypto';
 import { ControlServer, controlSocketPath, type ControlReply } from '../toolstack/control-server.js';
 import { domainControlHandler, DomainThreadRequests } from '../toolstack/domain-control.js';
-import { type DomainRecord, listDomains, registerDomain, removeRecord, writeRecord } from '../toolstack/registry.js';
+import { type DomainRecord, listDomains, registerDomain, registryDir, removeRecord, writeRecord } from '../toolstack/registry.js';
 import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
 import { DomainLinkClient, domainLinkPath } from '../toolstack/domain-link.js';
 import { ConsoleServer, consoleSocketPath } from '../toolstack/console-server.js';
@@ -43,10 +43,21 @@ export async function run(opts: RunOptions): Promise<number> {
     startTime: Math.floor(Date.now() / 1000), pid: process.pid, vcpuTid: 0, state: 'starting', logFile: '',
   };
   let record: DomainRecord;
+  /** The record written to the registry; a failure costs the listing only, never the guest. */
+  let listed = true;
+  const saveRecord = () => {
+    if (!listed) return;
+    try { writeRecord(record); } catch (e) {
+      listed = false;
+      process.stderr.write(`pvbox: cannot write the domain registry (${(e as Error).message}); pvbox list will not show this guest\n`);
+    }
+  };
   if (link) {
     // pvbox xenstored chose the domid; a registry entry of another process with that id is left alone (the guest is then not listed).
     record = { ...recordFields, domid: await link.hello(opts.name) };
-    if (!listDomains().some((d) => d.domid === record.domid)) writeRecord(record);
+    listed = !listDomains().some((d) => d.domid === record.domid);
+    if (listed) { try { mkdirSync(registryDir(), { recursive: true, mode: 0o755 }); } catch { /* saveRecord reports it */ } }
+    saveRecord();
   } else {
     record = await registerDomain(recordFields);
   }
@@ -75,7 +86,7 @@ export async function run(opts: RunOptions): Promise<number> {
   const requests = new DomainThreadRequests((bytes) => writer.push(INPUT_CONTROL, bytes));
   let destroyed: string | undefined;
   const handle = domainControlHandler({
-    record: () => record, guest: () => requests, save: () => writeRecord(record), log: () => {},
+    record: () => record, guest: () => requests, save: saveRecord, log: () => {},
     destroy: (why) => { destroyed = why; void worker.terminate(); },
     socketPaths: (r) => [consoleSocketPath(r.domid, r.name), controlSocketPath(r.domid, r.name), ...[...secondaryServers.keys()].map((n) => consoleSocketPath(r.domid, r.name, n))],
   });
@@ -87,7 +98,7 @@ export async function run(opts: RunOptions): Promise<number> {
     if (tid <= 0) return;
     clearInterval(running);
     record.vcpuTid = tid; record.state = 'running';
-    writeRecord(record);
+    saveRecord();
   }, 50);
   const stdin = process.stdin;
   const tty = stdin.isTTY;
@@ -106,7 +117,7 @@ export async function run(opts: RunOptions): Promise<number> {
     requests.end();
     for (const s of secondaryServers.values()) s.close();
     clearInterval(running);
-    if (listDomains().some((d) => d.domid === record.domid && d.pid === process.pid)) removeRecord(record.domid);
+    if (listed && listDomains().some((d) => d.domid === record.domid && d.pid === process.pid)) removeRecord(record.domid);
   };
   const t0 = Date.now();
   return await new Promise<number>((resolve) => {

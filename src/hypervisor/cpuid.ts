@@ -12,6 +12,8 @@ const clear = (v: number, bits: number[]) => bits.reduce((acc, b) => (acc & ~bit
  */
 export function buildCpuidPolicy(supported: CpuidEntry[], tscKhz: number): CpuidEntry[] {
   const out: CpuidEntry[] = [];
+  // XSAVE state components the host can save (leaf 0xD.0 EAX: bit 0 x87, 1 SSE, 2 AVX).
+  const xsaveMask = supported.find((e) => e.function === 0xd && e.index === 0)?.eax ?? 0;
   for (const e0 of supported) {
     if (e0.function >= 0x40000000 && e0.function < 0x50000000) continue; // KVM's own leaves: Xen's replace them
     const e = { ...e0 };
@@ -19,6 +21,14 @@ export function buildCpuidPolicy(supported: CpuidEntry[], tscKhz: number): Cpuid
       case 1:
         // ECX: MONITOR 3, VMX 5, SMX 6, EIST 7, TM2 8, SDBG 11, PDCM 15, PCID 17, DCA 18, X2APIC 21, TSC_DEADLINE 24.
         e.ecx = (clear(e.ecx, [3, 5, 6, 7, 8, 11, 15, 17, 18, 21, 24]) | bit(31)) >>> 0; // + HYPERVISOR
+        // XSAVE 26 and AVX 28, whenever the host can save x87+SSE (+AVX) state, even where KVM's
+        // supported leaf 1 leaves them out (PVM hosts report a bare leaf 1). Guest user code sees
+        // the host's CPUID natively on PVM (CPUID does not exit at CPL3) and so uses AVX whatever
+        // this table says; the guest kernel must then context-switch YMM with XSAVE as under Xen
+        // (Linux xen_check_xsave keeps XSAVE when CPUID shows XSAVE and OSXSAVE). With FXSAVE it
+        // switches only the low 128 bits and YMM upper halves leak between guest processes.
+        if ((xsaveMask & 3) === 3) e.ecx = (e.ecx | bit(26)) >>> 0;
+        if ((xsaveMask & 7) === 7) e.ecx = (e.ecx | bit(28)) >>> 0;
         // EDX: VME 1, PSE 3, MCE 7, MTRR 12, PGE 13, MCA 14, PSE36 17, DS 21, ACPI 22, TM 29, PBE 31.
         e.edx = clear(e.edx, [1, 3, 7, 12, 13, 14, 17, 21, 22, 29, 31]);
         break;
@@ -65,8 +75,29 @@ export function buildCpuidPolicy(supported: CpuidEntry[], tscKhz: number): Cpuid
   return out;
 }
 
-/** Answer CPUID(leaf, subleaf) from the policy table, as KVM would (KVM's rules for subleaves and out-of-range leaves). */
-export function cpuidLookup(table: CpuidEntry[], leaf: number, subleaf: number, cr4Osxsave: boolean): [number, number, number, number] {
+/**
+ * XSAVE area size (standard format) for the components in `xcr0`: the legacy region and header
+ * (576 bytes), or the end of the furthest enabled component (leaf 0xD.i: EAX size, EBX offset).
+ * Xen's xstate_uncompressed_size(), which its CPUID answers in leaf 0xD.0 EBX.
+ */
+export function xstateSize(table: CpuidEntry[], xcr0: bigint): number {
+  let size = 576;
+  for (let i = 2; i < 63; i++) {
+    if (!((xcr0 >> BigInt(i)) & 1n)) continue;
+    const e = table.find((t) => t.function === 0xd && t.index === i);
+    if (e) size = Math.max(size, (e.ebx >>> 0) + (e.eax >>> 0));
+  }
+  return size;
+}
+
+/**
+ * Answer CPUID(leaf, subleaf) from the policy table, as KVM would (KVM's rules for subleaves and
+ * out-of-range leaves). `xcr0` is the guest's XCR0: leaf 0xD.0 EBX is the XSAVE size for the
+ * components it enables (Xen cpu-policy.c guest_cpuid: xstate_uncompressed_size(v->arch.xcr0)),
+ * which Linux checks against its own computation (fpu__init_system_xstate; a mismatch turns
+ * XSAVE off).
+ */
+export function cpuidLookup(table: CpuidEntry[], leaf: number, subleaf: number, cr4Osxsave: boolean, xcr0 = 1n): [number, number, number, number] {
   const find = (fn: number, idx: number) => table.find((e) => e.function === fn && (!(e.flags & 1) || e.index === idx));
   let e = find(leaf, subleaf);
   if (!e) {
@@ -75,5 +106,6 @@ export function cpuidLookup(table: CpuidEntry[], leaf: number, subleaf: number, 
   }
   let { eax, ebx, ecx, edx } = e;
   if (leaf === 1 && cr4Osxsave && (ecx & bit(26))) ecx = (ecx | bit(27)) >>> 0;
+  if (leaf === 0xd && subleaf === 0) ebx = xstateSize(table, xcr0);
   return [eax >>> 0, ebx >>> 0, ecx >>> 0, edx >>> 0];
 }

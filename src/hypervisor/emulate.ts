@@ -45,7 +45,7 @@ export function emulateForcedInvalidOp(d: Domain, v: Vcpu, p: Platform): boolean
   for (let i = 0; i < 5; i++) if (b[i] !== XEN_EMULATE_PREFIX[i]) return false;
   if (b[5] !== 0x0f || b[6] !== 0xa2) return false;
   const leaf = Number(v.regs[R.rax]! & 0xffffffffn), sub = Number(v.regs[R.rcx]! & 0xffffffffn);
-  const [a, bx, c, dx] = cpuidLookup(p.cpuid, leaf, sub, true);
+  const [a, bx, c, dx] = cpuidLookup(p.cpuid, leaf, sub, true, v.xcr0);
   v.regs[R.rax] = BigInt(a); v.regs[R.rbx] = BigInt(bx); v.regs[R.rcx] = BigInt(c); v.regs[R.rdx] = BigInt(dx);
   v.frame.rip += 7n;
   d.trace.log(`  cpuid(${hex(leaf)}, ${sub}) = ${hex(a)} ${hex(bx)} ${hex(c)} ${hex(dx)}`);
@@ -155,6 +155,7 @@ export function emulatePrivilegedOp(d: Domain, v: Vcpu, p: Platform, mm: Mm): Em
           const xcr = Number(v.regs[R.rcx]! & 0xffffffffn);
           const val = ((v.regs[R.rdx]! & 0xffffffffn) << 32n) | (v.regs[R.rax]! & 0xffffffffn);
           if (xcr !== 0 || !p.xcr0Valid(val)) return 'gp';
+          v.xcr0 = val;
           v.queueXsetbv(0, val);
           return next();
         }

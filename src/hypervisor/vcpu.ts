@@ -50,6 +50,8 @@ export class Vcpu {
   cr0Ts = false;
   cr2 = 0n;
   cr4 = 0n;
+  /** The XCR0 the guest loaded with XSETBV (Xen's v->arch.xcr0); 1 (x87 only) until it does. */
+  xcr0 = 1n;
   /** Virtual IOPL (PHYSDEVOP_set_iopl) as iopl << 12. */
   iopl = 0;
   debugreg: bigint[] = [0n, 0n, 0n, 0n, 0n, 0n, 0xffff0ff0n, 0x400n];

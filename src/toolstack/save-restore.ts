@@ -265,6 +265,8 @@ export function applySavedState(file: SaveFile, ctx: { d: Domain; hv: Hypervisor
   regs[R.rax] = SUSPEND_RESUMED;
   v.kvm.setXsave(sec.xsave);
   v.kvm.setXcrs(sec.xcrs);
+  // struct kvm_xcrs: nr_xcrs, flags, then {xcr, reserved, value}: XCR0 is what the guest last set.
+  if (sec.xcrs.readUInt32LE(0) >= 1 && sec.xcrs.readUInt32LE(8) === 0) v.xcr0 = sec.xcrs.readBigUInt64LE(16);
 }
 
 /** The saved vCPU's CR3 (as a CR3 value), FS base and active GS base, for the sregs of the first entry. */

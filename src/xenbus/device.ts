@@ -88,7 +88,8 @@ export interface DeviceOptions {
   readonly trace?: (line: string) => void;
   /**
    * Log which guest driver is missing if the frontend has not reached Initialised or Connected
-   * this long after start() (Linux itself gives essential devices 30 s at boot). 0: never.
+   * this long after the guest's xenbus came up (Linux itself gives essential devices 30 s at
+   * boot), or after 5 times this when the guest never shows its xenbus. 0: never.
    */
   readonly neverConnectedAfterMs?: number;
   /** Guest-triggered warnings logged per device before the rest are suppressed. Default 5. */
@@ -325,6 +326,9 @@ interface PendingConnect {
   readonly ctrl: AbortController;
 }
 
+/** Periods of neverConnectedAfterMs after which a guest whose xenbus never showed up is warned about anyway. */
+const MAX_HINT_PERIODS = 5;
+
 export class XenbusDevice<Io = unknown> implements XenbusDeviceHandle {
   readonly type: XenbusDeviceType;
   readonly devid: number;
@@ -355,6 +359,10 @@ export class XenbusDevice<Io = unknown> implements XenbusDeviceHandle {
   /** The frontend reached Initialised or Connected at least once. */
   #frontendEverActive = false;
   #hintTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the hint timer started, and how many of its periods passed before the guest's xenbus was seen up. */
+  #hintStart = 0;
+  #hintPeriods = 0;
+  #guestXenbusSeen = false;
   #warnings = 0;
   #reportedError: string | undefined;
   #scheduled = false;
@@ -450,8 +458,8 @@ export class XenbusDevice<Io = unknown> implements XenbusDeviceHandle {
       this.#frontendState = XenbusStateConnected;
       this.#startConnect(XenbusStateConnected);
     } else if (this.#hintAfterMs > 0) {
-      this.#hintTimer = setTimeout(() => this.#neverConnectedWarning(), this.#hintAfterMs);
-      this.#hintTimer.unref?.();
+      this.#hintStart = Date.now();
+      this.#armHintTimer();
     }
   }
 
@@ -805,14 +813,30 @@ export class XenbusDevice<Io = unknown> implements XenbusDeviceHandle {
     this.destroy();
   }
 
+  #armHintTimer(): void {
+    this.#hintTimer = setTimeout(() => this.#neverConnectedWarning(), this.#hintAfterMs);
+    this.#hintTimer.unref?.();
+  }
+
   #neverConnectedWarning(): void {
     this.#hintTimer = undefined;
     if (this.#phase !== 'started' || this.#frontendEverActive) return;
+    // A slow boot is not a missing driver. The wait counts from when the guest's xenbus is up:
+    // Linux writes control/feature-poweroff then (drivers/xen/manage.c setup_shutdown_watcher,
+    // run by the xenstore notifier before any frontend module can load). A guest that never
+    // writes it (another OS) is warned about after MAX_HINT_PERIODS periods all the same.
+    this.#hintPeriods++;
+    if (!this.#guestXenbusSeen && this.#read(`/local/domain/${this.frontendDomid}/control/feature-poweroff`) !== undefined) {
+      this.#guestXenbusSeen = true;
+      this.#armHintTimer();
+      return;
+    }
+    if (!this.#guestXenbusSeen && this.#hintPeriods < MAX_HINT_PERIODS) { this.#armHintTimer(); return; }
     const fe = this.#readState(this.frontendPath);
     const feState = fe.kind === 'state' ? formatXenbusState(fe.state) : fe.kind === 'absent' ? 'absent' : JSON.stringify(fe.raw);
     const err = this.#frontendError();
     this.#log(
-      `${this.#tag}: ${neverConnectedHint(this.type, this.#hintAfterMs)} ` +
+      `${this.#tag}: ${neverConnectedHint(this.type, Date.now() - this.#hintStart)} ` +
         `[frontend state ${feState}, backend ${formatXenbusState(this.#backendState)}${err ? `; the frontend reported "${err}"` : ''}]`,
     );
   }

@@ -35,5 +35,5 @@ export function neverConnectedHint(type: XenbusDeviceType, afterMs: number): str
 }
 
 function formatDelay(ms: number): string {
-  return ms >= 1000 && ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+  return ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`;
 }

@@ -733,13 +733,24 @@ describe('teardown', () => {
 });
 
 describe('a frontend that never connects', () => {
+  /** The guest's xenbus is up: Linux's manage.c has written its control/feature-* nodes. */
+  const xenbusUp = (r: Rig) => ok(r.fe.conn.write(0, 'control/feature-poweroff', '1'));
+  /** The first warning within a second; how long after start it says it waited. */
+  const firstWarning = async (r: Rig): Promise<{ line: string; afterMs: number }> => {
+    for (let i = 0; i < 100 && r.logs.length === 0; i++) await sleep(10);
+    const line = r.logs[0] as string;
+    assert.ok(line, 'a warning');
+    return { line, afterMs: Number(/after (\d+) ms/.exec(line)?.[1]) };
+  };
+
   it('names the Debian module that provides the frontend driver', async () => {
     const r = rig({ neverConnectedAfterMs: 20 });
+    xenbusUp(r);
     r.dev.start(r.be, { tag: 'io' });
-    await sleep(60);
+    const { line, afterMs } = await firstWarning(r);
     assert.equal(r.logs.length, 1);
-    const line = r.logs[0] as string;
-    assert.match(line, /^xenbus: dom1 vbd\/51712: the guest has not connected it after 20 ms\./);
+    assert.match(line, /^xenbus: dom1 vbd\/51712: the guest has not connected it after \d+ ms\./);
+    assert.ok(afterMs >= 40, `a period after the first look found its xenbus up (${afterMs} ms)`);
     assert.match(line, /xen-blkfront \(CONFIG_XEN_BLKDEV_FRONTEND; a module in linux-image-amd64/);
     assert.match(line, /modalias xen:vbd/);
     assert.match(line, /frontend state 1 \(Initialising\), backend 2 \(InitWait\)/);
@@ -748,12 +759,28 @@ describe('a frontend that never connects', () => {
 
   it('includes what the frontend reported in its error node', async () => {
     const r = rig({ neverConnectedAfterMs: 20 }, { type: 'vif', frontendDomid: GUEST, devid: 0, frontendNodes: { mac: '00:16:3e:00:00:01', handle: 0 } });
+    xenbusUp(r);
     r.dev.start(r.be, { tag: 'io' });
     ok(r.fe.conn.write(0, 'error/device/vif/0/error', '12 allocating rx ring page'));
-    await sleep(60);
+    await firstWarning(r);
     assert.match(r.logs[0] as string, /xen-netfront/);
     assert.match(r.logs[0] as string, /the frontend reported "12 allocating rx ring page"/);
     r.dev.destroy();
+  });
+
+  it('waits for a slow boot: the period counts from when the guest\'s xenbus is up, or five periods without it', async () => {
+    // Timers fire in deadline order and each period is armed when the last one ran, so the sleep ends before a fifth period can.
+    const slow = rig({ neverConnectedAfterMs: 20 });
+    slow.dev.start(slow.be, { tag: 'io' });
+    await sleep(70);
+    assert.deepEqual(slow.logs, [], 'the guest is still booting (no control/feature-poweroff yet)');
+    xenbusUp(slow);
+    assert.ok((await firstWarning(slow)).afterMs >= 100, 'warned a full period after its xenbus came up');
+    slow.dev.destroy();
+    const other = rig({ neverConnectedAfterMs: 20 });
+    other.dev.start(other.be, { tag: 'io' });
+    assert.ok((await firstWarning(other)).afterMs >= 100, 'a guest that never shows its xenbus is still told, after five periods');
+    other.dev.destroy();
   });
 
   it('stays quiet once the frontend has connected, or after teardown', async () => {
@@ -768,7 +795,7 @@ describe('a frontend that never connects', () => {
   });
 
   it('has a hint for every device type', () => {
-    assert.match(neverConnectedHint('vkbd', 30_000), /after 30 s.*xen-kbdfront.*built into linux-image-amd64, absent from linux-image-cloud-amd64/);
+    assert.match(neverConnectedHint('vkbd', 30_400), /after 30 s.*xen-kbdfront.*built into linux-image-amd64, absent from linux-image-cloud-amd64/);
     assert.match(neverConnectedHint('vfb', 1000), /xen-fbfront/);
     assert.match(neverConnectedHint('console', 1000), /hvc_xen \(CONFIG_HVC_XEN_FRONTEND/);
   });

@@ -109,7 +109,17 @@ export class Kvm {
     }
     return out;
   }
-  createVm(): Vm { return new Vm(this, check(libc.ioctlInt(this.fd, KVM_CREATE_VM, 0), 'KVM_CREATE_VM')); }
+  /**
+   * KVM_CREATE_VM can take long enough for a signal to interrupt it (kvm_create_vm's MMU setup
+   * returns -EINTR when a signal is pending), e.g. the profiler's SIGPROF under `node --cpu-prof`:
+   * retried then, as the call has no side effect when it fails.
+   */
+  createVm(): Vm {
+    const EINTR = 4;
+    let fd = libc.ioctlInt(this.fd, KVM_CREATE_VM, 0);
+    for (let tries = 0; fd < 0 && libc.errno() === EINTR && tries < 100; tries++) fd = libc.ioctlInt(this.fd, KVM_CREATE_VM, 0);
+    return new Vm(this, check(fd, 'KVM_CREATE_VM'));
+  }
 }
 
 /** A VM: its fd and its memory slots. */

@@ -64,7 +64,7 @@ export async function run(opts: RunOptions): Promise<number> {
   const domid = record.domid;
   const init: WorkerInit = {
     config: {
-      name: opts.name, domid, kernel, ramdisk, memoryMiB: opts.memory, monitorBinary, trace: opts.trace,
+      name: opts.name, domid, kernel, ramdisk, memoryMiB: opts.memory, monitorBinary, trace: opts.trace, uuid: record.uuid,
       cmdline: ['console=hvc0', opts.extra ?? ''].join(' ').trim(), xenstoreRemote: !!link, consoles: opts.consoles ?? 0, disks: opts.disks ?? [], vifs: opts.vifs ?? [],
     },
     input, readyMarker: READY_MARKER,

@@ -35,7 +35,7 @@ import { DomainVifs, LocalVifHost } from '../backends/vif/attach.js';
 import { checkVifRings } from '../backends/vif/backend.js';
 import type { VifSpec } from '../backends/vif/vif-spec.js';
 import { INPUT_NET } from '../vcpu/worker-protocol.js';
-import { createPrimaryConsole, type DomainNodeInfo, formatUuid, writeDomainNodes } from './domain-nodes.js';
+import { createPrimaryConsole, type DomainNodeInfo, formatUuid, parseUuid, writeDomainNodes } from './domain-nodes.js';
 import { DOMAIN_THREAD_OPS, domainThreadOp } from './domain-ops.js';
 
 export interface DomainConfig {
@@ -59,6 +59,8 @@ export interface DomainConfig {
   restoreFrom?: string;
   /** Network devices (xl vif specs, parsed). */
   vifs?: VifSpec[];
+  /** The domain handle (xl.cfg uuid=, or the toolstack's record): what the guest reads as XENVER_guest_handle and /vm/<uuid>. Random if absent. */
+  uuid?: string;
 }
 
 export interface DomainIo {
@@ -177,6 +179,9 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
     readGuestTsc: (w) => w.kvm.getMsr(0x10) ?? 0n,
   };
   const hv = new Hypervisor(d, platform, tscKhz);
+  // Xen's domain handle is the one the toolstack created the domain with (libxl's c_info->uuid).
+  const handle = cfg.uuid ? parseUuid(cfg.uuid) : undefined;
+  if (handle) hv.uuid.set(handle);
   hv.mm.monitorL4 = monitor.l4Entries;
   v.cr4 = 0x20n | 0x200n | 0x400n | (hasXsave ? 0x40000n : 0n);
 

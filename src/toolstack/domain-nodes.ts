@@ -63,6 +63,12 @@ export function removeDomainNodes(dom0: StoreConnection, domid: number, uuid: st
   dom0.rm(0, `/vm/${uuid}`);
 }
 
+/** The 16 bytes of a canonical UUID string (libxl_uuid_from_string); undefined if it is not one. */
+export function parseUuid(text: string): Uint8Array | undefined {
+  const hex = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(text) ? text.replace(/-/g, '') : undefined;
+  return hex ? Uint8Array.from(hex.match(/../g)!, (h) => parseInt(h, 16)) : undefined;
+}
+
 export function formatUuid(bytes: Uint8Array): string {
   return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('').replace(/(.{8})(.{4})(.{4})(.{4})(.{12})/, '$1-$2-$3-$4-$5');
 }

@@ -148,6 +148,7 @@ export async function domainProcessMain(): Promise<number> {
     config: {
       name: r.name, domid: r.domid, kernel: spec.kernel, ramdisk: spec.ramdisk, cmdline: spec.cmdline, memoryMiB: spec.memoryMiB,
       monitorBinary, trace: process.env.PVBOX_TRACE === '1', xenstoreRemote: false, consoles: 0, disks: spec.disks, vifs: spec.vifs, restoreFrom: spec.restoreFrom, configPath: spec.configPath,
+      uuid: spec.uuid,
     },
     readyMarker: 'PVBOX-READY',
   }, (bytes) => { replay.push(bytes); consoleServer?.broadcast(bytes); });

@@ -8,6 +8,7 @@ import { ensureDefaultImage } from '../../src/images/debian.js';
 import { ConsoleClient, consoleSh, pvboxCli } from './harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pvbox-xl-guest-'));
+const UUID = 'c0ffee00-1234-4abc-8def-0123456789ab';
 const env = { ...process.env, PVBOX_RUNDIR: join(dir, 'run') };
 
 const { pvbox, ok } = pvboxCli(env, dir);
@@ -21,7 +22,7 @@ const memTotalKiB = async (c: ConsoleClient) => Number(/MemTotal:\s+(\d+) kB/.ex
 test('xl create, list, console, pause/unpause, mem-set, rename, destroy and shutdown -w on one guest', { timeout: 900_000 }, async () => {
   const img = await ensureDefaultImage();
   const cfg = join(dir, 'tsguest.cfg');
-  writeFileSync(cfg, `# an xl.cfg as a user writes one\nname = "tsguest"\ntype = "pv"\nmemory = 256\nvcpus = 1\nkernel = "${img.kernel}"\nramdisk = "${img.initrd}"\nextra = "console=hvc0"\non_poweroff = "destroy"\non_reboot = "restart"\non_crash = "destroy"\n`);
+  writeFileSync(cfg, `# an xl.cfg as a user writes one\nname = "tsguest"\ntype = "pv"\nmemory = 256\nvcpus = 1\nuuid = "${UUID}"\nkernel = "${img.kernel}"\nramdisk = "${img.initrd}"\nextra = "console=hvc0"\non_poweroff = "destroy"\non_reboot = "restart"\non_crash = "destroy"\n`);
   ok('create', cfg);
   const pid = pidOf(1);
   let c: ConsoleClient | undefined;
@@ -44,6 +45,9 @@ test('xl create, list, console, pause/unpause, mem-set, rename, destroy and shut
     assert.ok(await c.sees('PVBOX-READY', 300_000), `no readiness line: ${c.seen.slice(-2000)}`);
     await new Promise((r) => setTimeout(r, 2000));
     assert.equal((await sh(c, 'echo hi-$((6*7))')).trim(), 'hi-42');
+    // The domain handle is the xl.cfg's uuid, as the guest reads it (XENVER_guest_handle) and in its vm node.
+    assert.equal((await sh(c, 'cat /sys/hypervisor/uuid')).trim(), UUID);
+    assert.equal((await sh(c, 'xenstore-read vm')).trim(), `/vm/${UUID}`);
 
     // pause: the vCPU stops, so a ticker in the guest stops printing; unpause: it goes on.
     c.proc.stdin.write('(i=0; while :; do i=$((i+1)); echo TICK$i; sleep 0.2; done) &\n');
@@ -84,7 +88,7 @@ test('xl create, list, console, pause/unpause, mem-set, rename, destroy and shut
     c = undefined;
 
     // A second domain, destroyed as soon as it exists: its process and entry are gone.
-    writeFileSync(join(dir, 'second.cfg'), readFileSync(cfg, 'utf8').replace('"tsguest"', '"second"').replace('memory = 256', 'memory = 128'));
+    writeFileSync(join(dir, 'second.cfg'), readFileSync(cfg, 'utf8').replace('"tsguest"', '"second"').replace('memory = 256', 'memory = 128').replace(/^uuid = .*\n/m, ''));
     ok('create', join(dir, 'second.cfg'));
     const secondPid = pidOf(2);
     assert.ok(row('second'));

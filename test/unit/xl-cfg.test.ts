@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../src/errors.js';
 import { parseDiskSpec } from '../../src/backends/vbd/disk-spec.js';
 import { COMMAND_LINE, LIBXL_DEFAULT_MEMORY_MIB, MAX_CONFIG_BYTES, parseXlConfig, parseXlSettings, readXlConfigFile, type XlConfig, type XlValue } from '../../src/toolstack/xl-cfg.js';
+import { formatUuid, parseUuid } from '../../src/toolstack/domain-nodes.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/xl-cfg/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'pvbox-xl-cfg-'));
@@ -465,4 +466,14 @@ test('every error of the corpus is a single line without a stack trace', () => {
   // One case through the real CLI-facing type: the message is what a person sees.
   const message = refuse([...BASE, 'memory = "lots"'], 3, 'memory', /not a number/);
   assert.doesNotMatch(message, /\bat .*\.ts:\d+/);
+});
+
+test('the uuid string and the 16-byte domain handle the guest reads (XENVER_guest_handle) convert both ways', () => {
+  const text = 'c0ffee00-1234-4abc-8def-0123456789ab';
+  const bytes = parseUuid(text)!;
+  assert.deepEqual([...bytes.subarray(0, 4)], [0xc0, 0xff, 0xee, 0x00]);
+  assert.equal(bytes.length, 16);
+  assert.equal(formatUuid(bytes), text);
+  assert.equal(formatUuid(parseUuid(text.toUpperCase())!), text);
+  for (const bad of ['', 'c0ffee00123444abc8def0123456789ab', 'c0ffee00-1234-4abc-8def-0123456789a', 'g0ffee00-1234-4abc-8def-0123456789ab']) assert.equal(parseUuid(bad), undefined, bad);
 });

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { ControlServer, controlSocketPath, type ControlReply } from '../toolstack/control-server.js';
 import { domainControlHandler, DomainThreadRequests } from '../toolstack/domain-control.js';
 import { type DomainRecord, listDomains, registerDomain, registryDir, removeRecord, writeRecord } from '../toolstack/registry.js';
-import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
+import { INPUT_CONSOLE, INPUT_CONSOLE_N, INPUT_CONTROL, INPUT_XS, InputRingWriter, newInputBuffer, vcpuThreadId, type WorkerInit } from '../vcpu/worker-protocol.js';
 import { DomainLinkClient, domainLinkPath } from '../toolstack/domain-link.js';
 import { ConsoleServer, consoleSocketPath } from '../toolstack/console-server.js';
 
@@ -92,9 +92,9 @@ export async function run(opts: RunOptions): Promise<number> {
   });
   const controlServer = await ControlServer.listen(controlSocketPath(domid, opts.name), handle)
     .catch((e: Error) => { process.stderr.write(`pvbox: control socket unavailable (${e.message}); block-attach cannot reach this guest\n`); return undefined; });
-  // Listed as running once its vCPU thread runs (the worker publishes its tid for kicks, as domain-process.ts GuestRun.built waits for).
+  // Listed as running once its vCPU thread runs (as domain-process.ts GuestRun.built waits for).
   const running = setInterval(() => {
-    const tid = Atomics.load(new Int32Array(input, 0, 8), 4);
+    const tid = vcpuThreadId(input);
     if (tid <= 0) return;
     clearInterval(running);
     record.vcpuTid = tid; record.state = 'running';

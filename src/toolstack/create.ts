@@ -413,7 +413,7 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   io.setKickTarget?.(kicker.tid);
   hv.evtchn.wake = () => {};
   const host: HostInputs = {
-    poll: () => {
+    takeInput: () => {
       const records = io.takeInput();
       for (const r of records) {
         if (r.tag === INPUT_CONSOLE) consoleBackend?.input(r.bytes);
@@ -423,10 +423,10 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
         else if (r.tag === INPUT_NET) vifs.onInput(r.bytes);
         else if (r.tag === INPUT_BLKIO) disks.dataplane?.onCompletions(r.bytes);
       }
-      // Every exit: network frames and tx requests the guest queued since the last one (no notification needed).
-      const netWork = vifs.poll();
-      return records.length > 0 || netWork;
+      return records.length > 0;
     },
+    // Every exit: network frames and tx requests the guest queued since the last one (no notification needed).
+    pollDevices: () => vifs.poll(),
     wait: (ms) => io.waitInput(ms),
   };
   const runner = new VcpuRunner(hv, v, kicker, host);
@@ -436,13 +436,14 @@ export async function runDomain(cfg: DomainConfig, io: DomainIo): Promise<Domain
   } catch (e) {
     d.crash(`pvbox internal error: ${(e as Error).stack ?? e}`);
   }
-  // Device counters for --stats, before the devices go.
+  // Device counters for --stats, before the devices go: "<device>[ q<n>] <counter>".
   const dev = trace.counters.devices;
-  for (const { vdev, queues } of disks.dataplane?.stats() ?? []) {
-    for (const [q, s] of queues.entries()) for (const [k, n] of Object.entries(s)) dev.set(`${vdev}${queues.length > 1 ? ` q${q}` : ''} ${k}`, n);
-  }
+  const countQueues = (device: string, queues: readonly object[]) => {
+    for (const [q, s] of queues.entries()) for (const [k, n] of Object.entries(s)) dev.set(`${device}${queues.length > 1 ? ` q${q}` : ''} ${k}`, n as number);
+  };
+  for (const { vdev, queues } of disks.dataplane?.stats() ?? []) countQueues(vdev, queues);
   for (const { name, queues, writeErrors } of vifs.stats()) {
-    for (const [q, s] of queues.entries()) for (const [k, n] of Object.entries(s)) dev.set(`${name}${queues.length > 1 ? ` q${q}` : ''} ${k}`, n);
+    countQueues(name, queues);
     if (writeErrors) dev.set(`${name} tapWriteErrors`, writeErrors);
   }
   // Outstanding disk I/O finishes, images are flushed and unlocked before the process reports the end.

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { ConfigError, HostError, ImageError, PvboxError, UsageError } from '../errors.js';
 import type { ShutdownReason } from '../hypervisor/domain.js';
 import { ensureMonitorBinary } from '../monitor/image.js';
-import { INPUT_CONSOLE, INPUT_CONTROL, InputRingWriter, newInputBuffer, type WorkerInit } from '../vcpu/worker-protocol.js';
+import { INPUT_CONSOLE, INPUT_CONTROL, InputRingWriter, newInputBuffer, vcpuThreadId, type WorkerInit } from '../vcpu/worker-protocol.js';
 import { ConsoleServer, consoleSocketPath } from './console-server.js';
 import { ControlServer, controlSocketPath, type ControlReply, type ControlRequest } from './control-server.js';
 import { domainControlHandler, DomainThreadRequests } from './domain-control.js';
@@ -73,7 +73,7 @@ class GuestRun {
   }
 
   /** The vCPU thread's tid, once the domain is built and about to run (the worker publishes it for kicks). */
-  vcpuTid(): number { return Atomics.load(new Int32Array(this.input, 0, 8), 4); }
+  vcpuTid(): number { return vcpuThreadId(this.input); }
 
   /** Resolves when the domain is built and its vCPU runs; rejects with the build's error. */
   async built(): Promise<number> {

@@ -14,8 +14,10 @@ import { hex } from '../trace/trace.js';
 import type { Kicker } from './kick.js';
 
 export interface HostInputs {
-  /** Called on every exit and wake-up: deliver host-side work (console input…). Returns true if it did something. */
-  poll(): boolean;
+  /** Records other threads pushed into the input ring (console input, completions…), delivered; true if there were any. Writers kick this thread. */
+  takeInput(): boolean;
+  /** Device work found by looking, not by a record (rings polled at exits); true if anything moved. */
+  pollDevices(): boolean;
   /** Sleep until host work arrives or `timeoutMs` passes. */
   wait(timeoutMs: number): void;
 }
@@ -57,7 +59,7 @@ export class VcpuRunner {
         await new Promise<void>((resolve) => setImmediate(resolve));
         lastTurn = performance.now();
       }
-      if (this.paused) { this.host.poll(); if (this.paused) this.host.wait(MAX_IDLE_WAIT_MS); continue; }
+      if (this.paused) { this.pollHost(); if (this.paused) this.host.wait(MAX_IDLE_WAIT_MS); continue; }
       if (this.blocked) { this.waitBlocked(); continue; }
       this.kicker.arm(this.nextDeadlineMono());
       const reason = kvm.runOnce();
@@ -105,10 +107,14 @@ export class VcpuRunner {
    * re-armed before the next KVM_RUN and timers are run after this.)
    */
   private pollHost(): boolean {
-    if (!this.host.poll()) return false;
-    this.kicker.consume();
-    this.host.poll();
-    return true;
+    const input = this.host.takeInput();
+    if (input) {
+      this.kicker.consume();
+      this.host.takeInput();
+    }
+    // Device polling kicks nobody, so it needs no consume and runs once.
+    const moved = this.host.pollDevices();
+    return input || moved;
   }
 
   /**
@@ -121,7 +127,7 @@ export class VcpuRunner {
     const v = this.v, kvm = v.kvm;
     const csSel = kvm.runView.getUint16(0x1c0 + 12, true);
     const fired = this.runTimers();
-    const hostWork = this.host.poll();
+    const hostWork = this.pollHost();
     if (this.d.trace.enabled) this.d.trace.log(`exit INTR rip=${hex(v.regs[R.rip]!)} cpl=${csSel & 3}${fired ? ' timer' : ''}${hostWork ? ' host-work' : ''}`);
     kvm.markDirty(0);
     if ((csSel & 3) === 0) return; // in the monitor: events go in at its exit

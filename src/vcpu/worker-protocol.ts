@@ -26,6 +26,9 @@ const WAKE = 0, WRITE = 1, READ = 2, INTRO = 3, TID = 4, KICKED = 5, LOCK = 6;
 
 export function newInputBuffer(): SharedArrayBuffer { return new SharedArrayBuffer(CTL_BYTES + INPUT_RING); }
 
+/** The vCPU thread's tid once the domain is built and its vCPU about to run (published for kicks), else 0. */
+export function vcpuThreadId(input: SharedArrayBuffer): number { return Atomics.load(new Int32Array(input, 0, CTL_BYTES / 4), TID); }
+
 /**
  * Writer side (main thread, I/O threads; several at once): append records, wake the domain
  * thread if it sleeps, and kick its vCPU out of KVM_RUN if it runs, so input is seen at once

@@ -341,13 +341,12 @@ export class DomainVifs implements VifDataplane {
     this.setTapQueues(vif, 1);
   }
 
-  /** Counters per vif since it was created: per queue index over all its connections, and summed; for --stats and tests. */
-  stats(): { name: string; stats: NetbackStats | undefined; queues: NetbackStats[]; writeErrors: number }[] {
+  /** Counters per vif since it was created, per queue index over all its connections; for --stats. */
+  stats(): { name: string; queues: NetbackStats[]; writeErrors: number }[] {
     return [...this.vifs.values()].map((v) => {
       const queues = v.totals.map((t) => ({ ...t }));
       for (const [i, q] of (v.conn?.queues ?? []).entries()) queues[i] = addStats(queues[i], q.nb.stats);
-      const sum = queues.length ? queues.reduce((a, b) => addStats(a, b)) : undefined;
-      return { name: v.tap.name, stats: sum, queues, writeErrors: v.tap.writeErrors };
+      return { name: v.tap.name, queues, writeErrors: v.tap.writeErrors };
     });
   }
 

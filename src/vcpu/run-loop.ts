@@ -127,7 +127,9 @@ export class VcpuRunner {
     const v = this.v, kvm = v.kvm;
     const csSel = kvm.runView.getUint16(0x1c0 + 12, true);
     const fired = this.runTimers();
-    const hostWork = this.pollHost();
+    // The kick that ended KVM_RUN was consumed by the caller; input taken here is not consumed again (as before the split).
+    const input = this.host.takeInput();
+    const hostWork = this.host.pollDevices() || input;
     if (this.d.trace.enabled) this.d.trace.log(`exit INTR rip=${hex(v.regs[R.rip]!)} cpl=${csSel & 3}${fired ? ' timer' : ''}${hostWork ? ' host-work' : ''}`);
     kvm.markDirty(0);
     if ((csSel & 3) === 0) return; // in the monitor: events go in at its exit
